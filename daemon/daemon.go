@@ -1,0 +1,215 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/mod/sumdb/note"
+
+	"github.com/trustcells/tcc/daemon/api"
+	"github.com/trustcells/tcc/internal/keys"
+	"github.com/trustcells/tcc/kernel"
+	"github.com/trustcells/tcc/ledger"
+)
+
+// Version is tccd's version, set at link time.
+var Version = "dev"
+
+// Config is tccd's configuration; zero values take the documented defaults.
+type Config struct {
+	StateDir   string // default /var/lib/tcc
+	Socket     string // default /run/tcc/tcc.sock
+	Trust      string // default /etc/tcc/trust: verifier keys of accepted signers
+	AdminGroup string // group whose members are admins besides root ("" = root only)
+	LedgerKey  string // note signer key for checkpoints; default <state>/keys/ledger.key, created if missing
+
+	MaxSandboxes int // concurrent sandboxes; default 2 per CPU
+	MaxQueue     int // calls waiting for a sandbox before "busy"; default 64
+
+	Logger *slog.Logger
+}
+
+func (c *Config) setDefaults() {
+	if c.StateDir == "" {
+		c.StateDir = "/var/lib/tcc"
+	}
+	if c.Socket == "" {
+		c.Socket = api.DefaultSocket
+	}
+	if c.Trust == "" {
+		c.Trust = "/etc/tcc/trust"
+	}
+	if c.LedgerKey == "" {
+		c.LedgerKey = filepath.Join(c.StateDir, "keys", "tcc-ledger.key")
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+// Daemon is a running tccd.
+type Daemon struct {
+	cfg      Config
+	log      *slog.Logger
+	started  time.Time
+	adminGID int64 // -1 when no admin group
+
+	ledger *ledger.Ledger
+	kernel *kernel.Kernel
+	trust  atomic.Pointer[trustSet]
+}
+
+// trustSet is the parsed trust file.
+type trustSet struct {
+	verifiers note.Verifiers
+	names     []string
+}
+
+// Run starts tccd and serves until ctx is cancelled, then shuts down
+// cleanly: running calls are cancelled (their sandboxes wiped), the ledger
+// records the stop and is closed, the socket is removed.
+func Run(ctx context.Context, cfg Config) error {
+	cfg.setDefaults()
+	d := &Daemon{cfg: cfg, log: cfg.Logger, started: time.Now(), adminGID: -1}
+	if os.Geteuid() != 0 {
+		return errors.New("tccd must run as root: it creates namespaces, cgroups and seccomp filters")
+	}
+	if cfg.AdminGroup != "" {
+		gid, err := lookupGroup(cfg.AdminGroup)
+		if err != nil {
+			return err
+		}
+		d.adminGID = gid
+	}
+	// 0711: a user-namespaced sandbox's init must walk through to its
+	// rootfs; nobody but root can list anything. The ledger and the object
+	// store below are 0700.
+	if err := os.MkdirAll(cfg.StateDir, 0o711); err != nil {
+		return fmt.Errorf("state dir: %w", err)
+	}
+	if err := os.Chmod(cfg.StateDir, 0o711); err != nil {
+		return fmt.Errorf("state dir: %w", err)
+	}
+	if err := d.loadTrust(); err != nil {
+		return err
+	}
+	signer, err := loadOrCreateLedgerKey(cfg.LedgerKey)
+	if err != nil {
+		return err
+	}
+
+	d.ledger, err = ledger.Open(ctx, ledger.Options{
+		Dir:    filepath.Join(cfg.StateDir, "ledger"),
+		Signer: signer,
+	})
+	if err != nil {
+		return err
+	}
+	defer d.ledger.Close()
+
+	d.kernel, err = kernel.New(ctx, kernel.Config{
+		StateDir:     filepath.Join(cfg.StateDir, "sandboxes"),
+		MaxSandboxes: cfg.MaxSandboxes,
+		MaxQueue:     cfg.MaxQueue,
+		Catalog:      catalog{d},
+		Trust:        func() note.Verifiers { return d.trust.Load().verifiers },
+		Logger:       d.log,
+	})
+	if err != nil {
+		return err
+	}
+	defer d.kernel.Close()
+
+	l, err := listenUnix(cfg.Socket)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{
+		Handler:           d.routes(),
+		ConnContext:       connContext,
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(d.log.Handler(), slog.LevelWarn),
+		BaseContext:       func(net.Listener) context.Context { return ctx },
+	}
+	if _, err := d.ledger.Append(ctx, &ledger.Event{Type: "daemon.start", Attrs: map[string]string{"version": Version, "pid": strconv.Itoa(os.Getpid())}}); err != nil {
+		l.Close()
+		return fmt.Errorf("record start: %w", err)
+	}
+	d.log.Info("tccd ready", "socket", cfg.Socket, "state", cfg.StateDir, "trusted", d.trust.Load().names)
+
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(l) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	d.log.Info("tccd stopping")
+	shutCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(shutCtx); err != nil {
+		d.log.Warn("shutdown: connections still open", "err", err)
+		srv.Close()
+	}
+	if _, err := d.ledger.Append(shutCtx, &ledger.Event{Type: "daemon.stop"}); err != nil {
+		d.log.Error("record stop", "err", err)
+	}
+	return nil
+}
+
+func lookupGroup(name string) (int64, error) {
+	if gid, err := strconv.ParseInt(name, 10, 32); err == nil {
+		return gid, nil
+	}
+	g, err := user.LookupGroup(name)
+	if err != nil {
+		return 0, fmt.Errorf("--admin-group %q: %w", name, err)
+	}
+	return strconv.ParseInt(g.Gid, 10, 32)
+}
+
+// loadTrust (re)reads the trust file. A missing file is an empty trust set:
+// the daemon runs but refuses every registration, and says why.
+func (d *Daemon) loadTrust() error {
+	vs, names, err := keys.LoadTrust(d.cfg.Trust)
+	if errors.Is(err, os.ErrNotExist) {
+		d.log.Warn("no trust file: every registration will be refused until it exists", "trust", d.cfg.Trust)
+		d.trust.Store(&trustSet{verifiers: note.VerifierList()})
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("trust file: %w", err)
+	}
+	d.trust.Store(&trustSet{verifiers: vs, names: names})
+	return nil
+}
+
+// loadOrCreateLedgerKey loads the checkpoint signer key, creating it on
+// first start.
+func loadOrCreateLedgerKey(path string) (note.Signer, error) {
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+		dir, base := filepath.Split(path)
+		name := base[:len(base)-len(filepath.Ext(base))]
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, fmt.Errorf("ledger key: %w", err)
+		}
+		if _, _, err := keys.Generate(name, dir); err != nil {
+			return nil, fmt.Errorf("ledger key: %w", err)
+		}
+	}
+	s, err := keys.LoadSigner(path)
+	if err != nil {
+		return nil, fmt.Errorf("ledger key: %w", err)
+	}
+	return s, nil
+}

@@ -1,0 +1,80 @@
+package daemon
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+
+	"github.com/trustcells/tcc/cells/capsule"
+	"github.com/trustcells/tcc/daemon/api"
+	"github.com/trustcells/tcc/ledger"
+)
+
+// maxCapsuleBody bounds an uploaded capsule tar: the capsule cap plus tar
+// headers and padding.
+const maxCapsuleBody = capsule.MaxTotalSize + capsule.MaxEntries*1024 + 1<<20
+
+func (d *Daemon) register(w http.ResponseWriter, r *http.Request, c caller) error {
+	tenant := r.URL.Query().Get("tenant")
+	tmpDir := filepath.Join(d.cfg.StateDir, "tmp")
+	if err := os.MkdirAll(tmpDir, 0o700); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(tmpDir, "upload-*.cell")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	n, err := io.Copy(f, io.LimitReader(r.Body, maxCapsuleBody+1))
+	f.Close()
+	if err != nil {
+		return badRequest("reading the capsule: %v", err)
+	}
+	if n > maxCapsuleBody {
+		return &httpError{http.StatusRequestEntityTooLarge, api.CodeBadRequest, fmt.Errorf("capsule larger than %d bytes", maxCapsuleBody)}
+	}
+	caps, err := capsule.Open(f.Name())
+	if err != nil {
+		return err
+	}
+	v, err := capsule.Verify(caps, d.trust.Load().verifiers)
+	if err != nil {
+		return err
+	}
+	m := v.Manifest
+	if err := d.kernel.Check(m); err != nil {
+		return err
+	}
+	// Files first: a crash after this leaves unreferenced objects, never a
+	// record whose files are missing.
+	for _, file := range caps.Files() {
+		got, _, err := d.ledger.PutObject(file.Open())
+		if err != nil {
+			return fmt.Errorf("store %s: %w", file.Path, err)
+		}
+		if got != file.Digest || m.Files[file.Path] != got {
+			return fmt.Errorf("store %s: stored as %s, manifest says %s", file.Path, got, m.Files[file.Path])
+		}
+	}
+	rec := ledger.CellRecord{
+		Identity:  v.Identity,
+		Name:      m.Name,
+		Manifest:  m.Canonical(),
+		Signature: bytes.Clone(v.Signature),
+		Signers:   v.Signers,
+		Tenant:    tenant,
+	}
+	ev, err := d.ledger.Register(r.Context(), rec, m.Parent, ledger.Event{Caller: c.ID, TraceID: ledger.NewTraceID()})
+	if err != nil {
+		return err
+	}
+	d.log.Info("registered", "cell", m.Name, "identity", v.Identity, "parent", m.Parent, "signers", v.Signers, "tenant", tenant, "caller", c.ID, "seq", ev.Seq)
+	writeJSON(w, http.StatusCreated, api.Registered{Identity: string(v.Identity), Name: m.Name, Parent: string(m.Parent), Seq: ev.Seq})
+	return nil
+}
+
+var _ = errors.New

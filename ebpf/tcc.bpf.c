@@ -1,0 +1,538 @@
+//go:build ignore
+
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * Per-cell syscall fingerprints, aggregated in the kernel.
+ *
+ * A cell is a cgroup2 directory; its inode number (bpf_get_current_cgroup_id)
+ * is the key of tcc_cells. Every program first looks that up and returns at
+ * once for any task outside a watched cell, so the host pays one hash lookup
+ * per syscall. Counters live in per-CPU array slots (no atomics on the hot
+ * path); userspace sums the CPUs when it reads a cell.
+ *
+ * seccomp runs before raw_syscalls/sys_enter: a syscall that the filter
+ * denies (errno, trap or kill) never reaches tcc_sys_enter. Kills are seen
+ * at sched_process_exit instead (see tcc_exit).
+ */
+#include "kernel_types.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+#define NR_SLOTS 512     /* histogram slots: x86_64 numbers are < 512 */
+#define NR_OTHER 0xfffe  /* pair element for a number >= NR_SLOTS */
+#define NR_START 0xffff  /* pair predecessor of a task's first syscall */
+#define MAX_KILLS 8
+
+#define SAMPLE_MAX 1024  /* bytes sampled of a plain buffer per call */
+#define CHUNK 256        /* bytes per sampled chunk; a long buffer gets 4 */
+#define IOV_SAMPLED 8    /* iovecs sampled (CHUNK bytes each) per vectored call */
+#define IOV_COUNTED 64   /* iovecs whose length is counted */
+#define MMSG_SAMPLED 4   /* messages sampled per sendmmsg */
+
+#define TS_COMPAT 0x0002        /* x86 thread_info.status: ia32 syscall */
+#define SECCOMP_MODE_DEAD 3     /* kernel/seccomp.c: set before a kill */
+#define EEXIST 17
+
+#define SYS_write 1
+#define SYS_pwrite64 18
+#define SYS_writev 20
+#define SYS_sendto 44
+#define SYS_sendmsg 46
+#define SYS_vmsplice 278
+#define SYS_pwritev 296
+#define SYS_sendmmsg 307
+#define SYS_pwritev2 328
+
+/* cell.flags */
+#define CELL_ARMED 1          /* counting */
+#define CELL_ARM_AT_EXEC 2    /* set CELL_ARMED at the first exec */
+#define CELL_KNOWN_PAIRS 4    /* tcc_known holds this cell's baseline pairs */
+
+/* Written by userspace at Watch; BPF sets CELL_ARMED and counts pairs. */
+struct cell {
+	__u32 slot;        /* index into tcc_stats and tcc_hist */
+	__u32 flags;
+	__u32 pairs;       /* distinct pairs inserted into tcc_pairs */
+	__u32 pair_budget; /* at most this many, so no cell can starve another */
+};
+
+/* Per-CPU; userspace sums the CPUs. */
+struct stats {
+	__u64 syscalls;
+	__u64 other;          /* numbers outside [0, NR_SLOTS) */
+	__u64 compat;         /* ia32 syscalls (int 0x80): not in the histogram */
+	__u64 bytes_written;  /* requested by write-family calls, at entry */
+	__u64 bytes_sampled;
+	__u64 unsampled;      /* buffers or iovecs that could not be read or counted */
+	__u64 forks;          /* new processes */
+	__u64 threads;        /* new threads */
+	__u64 execs;
+	__u64 exits;          /* processes whose last thread exited */
+	__u64 novel_pairs;    /* new pairs not in tcc_known */
+	__u64 pair_overflow;  /* new pairs beyond pair_budget: not recorded */
+	__u64 dropped;        /* events lost: a map full, no memory */
+	__u64 kills;          /* tasks killed by seccomp */
+	__u32 kill_nr[MAX_KILLS];
+};
+
+struct hist {
+	__u64 sys[NR_SLOTS];
+	__u64 bytes[256];
+};
+
+struct pair_key {
+	__u64 cgid;
+	__u32 prev;
+	__u32 nr;
+};
+
+struct task_state {
+	__u32 prev; /* previous syscall number + 1; 0: none yet */
+};
+
+enum event_kind {
+	EV_NOVEL_PAIR = 1,
+	EV_DROPPED = 2,
+	EV_SECCOMP_KILL = 3,
+	EV_COMPAT = 4,
+	EV_PAIR_OVERFLOW = 5,
+};
+
+struct event {
+	__u64 cgid;
+	__u32 kind;
+	__u32 nr;
+};
+
+/*
+ * Set by the loader from the kernel's BTF: sched_process_exit has a second
+ * argument, group_dead (Linux 6.16 on). Read-only, so the verifier drops
+ * the branch that reads it on kernels without it.
+ */
+volatile const bool exit_has_group_dead;
+
+/* Userspace struct layouts (x86_64 ABI); read with bpf_probe_read_user. */
+struct u_iovec {
+	__u64 base;
+	__u64 len;
+};
+
+struct u_msghdr {
+	__u64 name;
+	__u32 namelen;
+	__u32 pad;
+	__u64 iov;
+	__u64 iovlen;
+	__u64 control;
+	__u64 controllen;
+	__u32 flags;
+};
+
+#define MMSGHDR_SIZE 64 /* struct mmsghdr: msghdr (56) + msg_len + padding */
+
+/* The loader sets max_entries of tcc_cells, _stats, _hist, _pairs, _known. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1);
+	__type(key, __u64);
+	__type(value, struct cell);
+} tcc_cells SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct stats);
+} tcc_stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct hist);
+} tcc_hist SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1);
+	__type(key, struct pair_key);
+	__type(value, __u64);
+} tcc_pairs SEC(".maps");
+
+/* Baseline pairs; only userspace writes, so no preallocation. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 1);
+	__type(key, struct pair_key);
+	__type(value, __u8);
+} tcc_known SEC(".maps");
+
+/* Per-CPU buffer for sampled bytes: too big for the 512-byte stack. */
+struct scratch {
+	__u8 buf[SAMPLE_MAX];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct scratch);
+} tcc_scratch SEC(".maps");
+
+/* Freed by the kernel with the task. */
+struct {
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct task_state);
+} tcc_task SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 16384);
+} tcc_events SEC(".maps");
+
+static __always_inline void notify(__u64 cgid, __u32 kind, __u32 nr)
+{
+	struct event *e = bpf_ringbuf_reserve(&tcc_events, sizeof(*e), 0);
+
+	/* A lost notification loses no count: userspace also polls. */
+	if (!e)
+		return;
+	e->cgid = cgid;
+	e->kind = kind;
+	e->nr = nr;
+	bpf_ringbuf_submit(e, 0);
+}
+
+static __always_inline void drop(__u64 cgid, struct stats *st)
+{
+	if (st->dropped++ == 0)
+		notify(cgid, EV_DROPPED, 0);
+}
+
+/* cell returns the watched cell of the current task, or NULL. */
+static __always_inline struct cell *cell(__u64 *cgid, struct stats **st)
+{
+	struct cell *c;
+	__u32 slot;
+
+	*cgid = bpf_get_current_cgroup_id();
+	c = bpf_map_lookup_elem(&tcc_cells, cgid);
+	if (!c)
+		return 0;
+	slot = c->slot;
+	*st = bpf_map_lookup_elem(&tcc_stats, &slot);
+	if (!*st)
+		return 0;
+	return c;
+}
+
+/*
+ * The sampling functions are global, so that the verifier checks each once
+ * rather than at every call site; they take the slot, not map pointers,
+ * which global functions cannot receive.
+ */
+
+/* sample_chunk adds n (<= SAMPLE_MAX) bytes at uptr to the byte histogram. */
+__noinline int sample_chunk(__u32 slot, __u64 uptr, __u64 n)
+{
+	__u32 zero = 0;
+	struct stats *st = bpf_map_lookup_elem(&tcc_stats, &slot);
+	struct hist *h = bpf_map_lookup_elem(&tcc_hist, &slot);
+	struct scratch *s = bpf_map_lookup_elem(&tcc_scratch, &zero);
+
+	if (!st || !h || !s || n == 0)
+		return 0;
+	if (n > SAMPLE_MAX)
+		n = SAMPLE_MAX;
+	/* One read per chunk: each bpf_probe_read_user costs far more than
+	 * the bytes it copies. */
+	if (bpf_probe_read_user(s->buf, n, (const void *)uptr)) {
+		st->unsampled++;
+		return 0;
+	}
+	st->bytes_sampled += n;
+	for (__u32 i = 0; i < SAMPLE_MAX; i++) {
+		if (i >= n)
+			break;
+		h->bytes[s->buf[i]]++;
+	}
+	return 0;
+}
+
+/*
+ * sample_buf counts len bytes at uptr as written and samples up to budget
+ * (CHUNK or SAMPLE_MAX) of them: all of a buffer that fits; of a longer
+ * one, a CHUNK at a random offset in each of budget/CHUNK equal segments,
+ * so what sits past the head of a large buffer is seen too and a cell
+ * cannot predict which bytes are read.
+ */
+__noinline int sample_buf(__u32 slot, __u64 uptr, __u64 len, __u32 budget)
+{
+	struct stats *st = bpf_map_lookup_elem(&tcc_stats, &slot);
+	__u32 chunks = budget / CHUNK;
+	__u64 seg;
+
+	if (!st)
+		return 0;
+	st->bytes_written += len;
+	if (len <= budget)
+		return sample_chunk(slot, uptr, len);
+	if (chunks == 0)
+		return 0;
+	seg = len / chunks;
+	for (__u32 i = 0; i < SAMPLE_MAX / CHUNK; i++) {
+		if (i >= chunks)
+			break;
+		sample_chunk(slot, uptr + i * seg + bpf_get_prandom_u32() % (seg - CHUNK + 1), CHUNK);
+	}
+	return 0;
+}
+
+/* sample_iov samples the first IOV_SAMPLED iovecs and counts the lengths
+ * of the first IOV_COUNTED. */
+__noinline int sample_iov(__u32 slot, __u64 uiov, __u64 cnt)
+{
+	struct stats *st = bpf_map_lookup_elem(&tcc_stats, &slot);
+	struct u_iovec iov;
+	__u32 i;
+
+	if (!st)
+		return 0;
+	for (i = 0; i < IOV_SAMPLED; i++) {
+		if (i >= cnt)
+			return 0;
+		if (bpf_probe_read_user(&iov, sizeof(iov), (const void *)(uiov + i * sizeof(iov)))) {
+			st->unsampled += cnt - i;
+			return 0;
+		}
+		sample_buf(slot, iov.base, iov.len, CHUNK);
+	}
+	for (; i < IOV_COUNTED; i++) {
+		if (i >= cnt)
+			return 0;
+		if (bpf_probe_read_user(&iov, sizeof(iov), (const void *)(uiov + i * sizeof(iov)))) {
+			st->unsampled += cnt - i;
+			return 0;
+		}
+		st->bytes_written += iov.len;
+	}
+	if (cnt > IOV_COUNTED)
+		st->unsampled += cnt - IOV_COUNTED;
+	return 0;
+}
+
+__noinline int sample_msg(__u32 slot, __u64 umsg)
+{
+	struct stats *st = bpf_map_lookup_elem(&tcc_stats, &slot);
+	struct u_msghdr msg;
+
+	if (!st)
+		return 0;
+	if (bpf_probe_read_user(&msg, sizeof(msg), (const void *)umsg)) {
+		st->unsampled++;
+		return 0;
+	}
+	return sample_iov(slot, msg.iov, msg.iovlen);
+}
+
+static __always_inline void sample(struct stats *st, __u32 slot, __u32 nr, struct pt_regs *regs)
+{
+	switch (nr) {
+	case SYS_write:
+	case SYS_pwrite64:
+	case SYS_sendto:
+		sample_buf(slot, regs->si, regs->dx, SAMPLE_MAX);
+		break;
+	case SYS_writev:
+	case SYS_pwritev:
+	case SYS_pwritev2:
+	case SYS_vmsplice:
+		sample_iov(slot, regs->si, regs->dx);
+		break;
+	case SYS_sendmsg:
+		sample_msg(slot, regs->si);
+		break;
+	case SYS_sendmmsg: {
+		__u64 vec = regs->si, vlen = regs->dx;
+
+		for (__u32 i = 0; i < MMSG_SAMPLED; i++) {
+			if (i >= vlen)
+				break;
+			sample_msg(slot, vec + i * MMSGHDR_SIZE);
+		}
+		if (vlen > MMSG_SAMPLED)
+			st->unsampled += vlen - MMSG_SAMPLED;
+		break;
+	}
+	}
+}
+
+static __always_inline void count_pair(__u64 cgid, struct cell *c, struct stats *st, __u32 nr)
+{
+	struct task_state *ts;
+	struct pair_key k = { .cgid = cgid, .nr = nr };
+	__u64 one = 1, *n;
+	long err;
+
+	ts = bpf_task_storage_get(&tcc_task, bpf_get_current_task_btf(), 0,
+				  BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!ts) {
+		drop(cgid, st);
+		return;
+	}
+	k.prev = ts->prev ? ts->prev - 1 : NR_START;
+	ts->prev = nr + 1;
+
+	n = bpf_map_lookup_elem(&tcc_pairs, &k);
+	if (n) {
+		__sync_fetch_and_add(n, 1);
+		return;
+	}
+	/* Racy read: concurrent CPUs may overshoot the budget by a few;
+	 * the map has room for that (see the loader). */
+	if (c->pairs >= c->pair_budget) {
+		if (st->pair_overflow++ == 0)
+			notify(cgid, EV_PAIR_OVERFLOW, nr);
+		return;
+	}
+	err = bpf_map_update_elem(&tcc_pairs, &k, &one, BPF_NOEXIST);
+	if (err == -EEXIST) { /* another CPU inserted it first */
+		n = bpf_map_lookup_elem(&tcc_pairs, &k);
+		if (n)
+			__sync_fetch_and_add(n, 1);
+		return;
+	}
+	if (err) {
+		drop(cgid, st);
+		return;
+	}
+	__sync_fetch_and_add(&c->pairs, 1);
+	if ((c->flags & CELL_KNOWN_PAIRS) && !bpf_map_lookup_elem(&tcc_known, &k)) {
+		if (st->novel_pairs++ == 0)
+			notify(cgid, EV_NOVEL_PAIR, nr);
+	}
+}
+
+SEC("tp_btf/sys_enter")
+int BPF_PROG(tcc_sys_enter, struct pt_regs *regs, long id)
+{
+	struct task_struct *task;
+	struct stats *st;
+	struct cell *c;
+	__u64 cgid;
+	__u32 nr, slot;
+
+	c = cell(&cgid, &st);
+	if (!c || !(c->flags & CELL_ARMED))
+		return 0;
+	slot = c->slot;
+
+	/* ia32 numbers mean other calls: keep them out of the fingerprint. */
+	task = bpf_get_current_task_btf();
+	if (task->thread_info.status & TS_COMPAT) {
+		if (st->compat++ == 0)
+			notify(cgid, EV_COMPAT, (__u32)id);
+		return 0;
+	}
+
+	st->syscalls++;
+	if (id >= 0 && id < NR_SLOTS) {
+		nr = id;
+		struct hist *h = bpf_map_lookup_elem(&tcc_hist, &slot);
+		if (h)
+			h->sys[nr]++;
+	} else {
+		nr = NR_OTHER;
+		st->other++;
+	}
+	count_pair(cgid, c, st, nr);
+	sample(st, slot, nr, regs);
+	return 0;
+}
+
+SEC("tp_btf/sched_process_fork")
+int BPF_PROG(tcc_fork, struct task_struct *parent, struct task_struct *child)
+{
+	struct stats *st;
+	struct cell *c;
+	__u64 cgid;
+
+	c = cell(&cgid, &st);
+	if (!c || !(c->flags & CELL_ARMED))
+		return 0;
+	if (child->pid == child->tgid)
+		st->forks++;
+	else
+		st->threads++;
+	return 0;
+}
+
+SEC("tp_btf/sched_process_exec")
+int BPF_PROG(tcc_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
+{
+	struct stats *st;
+	struct cell *c;
+	__u64 cgid;
+
+	c = cell(&cgid, &st);
+	if (!c)
+		return 0;
+	if (!(c->flags & CELL_ARMED)) {
+		if (!(c->flags & CELL_ARM_AT_EXEC))
+			return 0;
+		c->flags |= CELL_ARMED;
+	}
+	st->execs++;
+	return 0;
+}
+
+/*
+ * Seccomp kill attribution. A SECCOMP_RET_KILL_{PROCESS,THREAD} verdict sets
+ * the offending task's seccomp.mode to SECCOMP_MODE_DEAD and exits it with
+ * its registers as they were at syscall entry, so orig_ax still holds the
+ * denied number. Other threads of a killed process exit with their mode
+ * untouched, and a SIGSYS sent by kill(2) or SECCOMP_RET_TRAP never sets
+ * the mode, so exactly the offending tasks are recorded. Kills count even
+ * before the cell is armed: runc init can be killed by the filter it loads.
+ *
+ * A process exit is the exit of its last thread: the tracepoint's
+ * group_dead (Linux 6.16 on). Reading signal->live here instead would race
+ * with threads exiting together; older kernels count the thread group
+ * leader's exit, which overcounts a process whose non-leader thread execs.
+ */
+SEC("tp_btf/sched_process_exit")
+int tcc_exit(unsigned long long *ctx)
+{
+	struct task_struct *p = (struct task_struct *)ctx[0];
+	struct stats *st;
+	struct cell *c;
+	__u64 cgid;
+	bool last;
+
+	c = cell(&cgid, &st);
+	if (!c)
+		return 0;
+	if (p->seccomp.mode == SECCOMP_MODE_DEAD) {
+		struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(p);
+		__u32 nr = regs ? regs->orig_ax : NR_OTHER;
+		__u64 i = st->kills++;
+
+		if (i < MAX_KILLS)
+			st->kill_nr[i] = nr;
+		notify(cgid, EV_SECCOMP_KILL, nr);
+	}
+	if (!(c->flags & CELL_ARMED))
+		return 0;
+	if (exit_has_group_dead)
+		last = ctx[1];
+	else
+		last = p->pid == p->tgid;
+	if (last)
+		st->exits++;
+	return 0;
+}

@@ -1,0 +1,314 @@
+package ebpf
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"sync"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/btf"
+	"github.com/cilium/ebpf/link"
+	"github.com/cilium/ebpf/ringbuf"
+	"github.com/cilium/ebpf/rlimit"
+)
+
+// ErrNotSupported means the kernel cannot run the programs: no BTF, no
+// tp_btf or task storage, missing privileges. The error wrapping it says
+// which.
+var ErrNotSupported = errors.New("BPF monitoring not supported")
+
+// ErrClosed is returned by a [Tracer] or [Cell] used after Close.
+var ErrClosed = errors.New("BPF tracer closed")
+
+// ErrFull means every cell slot is in use.
+var ErrFull = errors.New("no free BPF cell slot")
+
+// ErrWatched means the cgroup already has a cell.
+var ErrWatched = errors.New("cgroup already watched")
+
+// Kernel-side constants, as in tcc.bpf.c.
+const (
+	// NrSlots is the size of the syscall histogram; larger numbers count in
+	// Stats.Other and appear in pairs as NrOther.
+	NrSlots = 512
+	// NrOther stands in a pair for a syscall number >= NrSlots.
+	NrOther = 0xfffe
+	// PairStart is the predecessor in the pair of a task's first syscall.
+	PairStart = 0xffff
+	// MaxKills is how many seccomp-killed syscall numbers a cell keeps
+	// per CPU; Stats.Kills counts them all.
+	MaxKills = 8
+
+	cellArmed      = 1
+	cellArmAtExec  = 2
+	cellKnownPairs = 4
+)
+
+// Config sizes the maps. Zero fields take the defaults.
+type Config struct {
+	// MaxCells is how many cells can be watched at once (default 32).
+	MaxCells uint32
+	// PairsPerCell caps the distinct syscall pairs one cell records
+	// (default 2048); more count as Stats.PairOverflow.
+	PairsPerCell uint32
+}
+
+func (c Config) withDefaults() Config {
+	if c.MaxCells == 0 {
+		c.MaxCells = 32
+	}
+	if c.PairsPerCell == 0 {
+		c.PairsPerCell = 2048
+	}
+	return c
+}
+
+// Tracer is the loaded, attached set of programs and their maps.
+type Tracer struct {
+	cfg   Config
+	ncpu  int
+	objs  objects
+	links []link.Link
+	rb    *ringbuf.Reader
+
+	mu     sync.Mutex
+	closed bool
+	free   []uint32 // FIFO, so a freed slot is reused last
+	cells  map[uint64]*Cell
+}
+
+// objects are the generated programs and maps, without the generated
+// variables: a variable keeps .rodata mapped into this process until the
+// garbage collector runs, which would outlive Close.
+type objects struct {
+	tccPrograms
+	tccMaps
+}
+
+func (o *objects) Close() error {
+	return errors.Join(o.tccPrograms.Close(), o.tccMaps.Close())
+}
+
+var memlockOnce sync.Once
+
+// Load loads the programs and attaches them. Close detaches them.
+func Load(cfg Config) (*Tracer, error) {
+	cfg = cfg.withDefaults()
+	kspec, err := btf.LoadKernelSpec()
+	if err != nil {
+		return nil, fmt.Errorf("%w: no kernel BTF (/sys/kernel/btf/vmlinux): %w", ErrNotSupported, err)
+	}
+	// Only kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK; there
+	// it must be lifted, later it is a no-op.
+	memlockOnce.Do(func() { _ = rlimit.RemoveMemlock() })
+
+	spec, err := loadTcc()
+	if err != nil {
+		return nil, fmt.Errorf("load BPF spec: %w", err)
+	}
+	spec.Maps[tccMapTccCells].MaxEntries = cfg.MaxCells
+	spec.Maps[tccMapTccStats].MaxEntries = cfg.MaxCells
+	spec.Maps[tccMapTccHist].MaxEntries = cfg.MaxCells
+	// Room for every cell's budget, plus the few entries by which CPUs
+	// racing on the budget check can overshoot it.
+	spec.Maps[tccMapTccPairs].MaxEntries = cfg.MaxCells*cfg.PairsPerCell + 1024
+	spec.Maps[tccMapTccKnown].MaxEntries = cfg.MaxCells * cfg.PairsPerCell
+
+	if err := spec.Variables[tccVarExitHasGroupDead].Set(exitHasGroupDead(kspec)); err != nil {
+		return nil, fmt.Errorf("configure BPF programs: %w", err)
+	}
+
+	t := &Tracer{cfg: cfg, cells: make(map[uint64]*Cell)}
+	if t.ncpu, err = ebpf.PossibleCPU(); err != nil {
+		return nil, fmt.Errorf("count CPUs: %w", err)
+	}
+	if err := spec.LoadAndAssign(&t.objs, nil); err != nil {
+		return nil, classify("load BPF programs", err)
+	}
+	for _, p := range []*ebpf.Program{t.objs.TccSysEnter, t.objs.TccFork, t.objs.TccExec, t.objs.TccExit} {
+		l, err := link.AttachTracing(link.TracingOptions{Program: p, AttachType: ebpf.AttachTraceRawTp})
+		if err != nil {
+			t.Close()
+			return nil, classify("attach "+p.String(), err)
+		}
+		t.links = append(t.links, l)
+	}
+	if t.rb, err = ringbuf.NewReader(t.objs.TccEvents); err != nil {
+		t.Close()
+		return nil, classify("open BPF ring buffer", err)
+	}
+	for i := range cfg.MaxCells {
+		t.free = append(t.free, i)
+	}
+	return t, nil
+}
+
+// exitHasGroupDead reports whether the sched_process_exit tracepoint passes
+// group_dead after the task (Linux 6.16 on).
+func exitHasGroupDead(kspec *btf.Spec) bool {
+	var td *btf.Typedef
+	if err := kspec.TypeByName("btf_trace_sched_process_exit", &td); err != nil {
+		return false
+	}
+	ptr, ok := td.Type.(*btf.Pointer)
+	if !ok {
+		return false
+	}
+	proto, ok := ptr.Target.(*btf.FuncProto)
+	// (void *__data, struct task_struct *p, bool group_dead)
+	return ok && len(proto.Params) == 3
+}
+
+// classify wraps err in ErrNotSupported when the kernel, not TCC, is at fault.
+func classify(op string, err error) error {
+	var verr *ebpf.VerifierError
+	switch {
+	case errors.Is(err, ebpf.ErrNotSupported):
+		return fmt.Errorf("%w: %s: kernel lacks a feature: %w", ErrNotSupported, op, err)
+	case errors.Is(err, os.ErrPermission):
+		return fmt.Errorf("%w: %s: not permitted (needs root, or CAP_BPF and CAP_PERFMON): %w", ErrNotSupported, op, err)
+	case errors.As(err, &verr):
+		return fmt.Errorf("%w: %s: the kernel's verifier rejected it: %w", ErrNotSupported, op, err)
+	}
+	return fmt.Errorf("%s: %w", op, err)
+}
+
+// Close detaches and unloads everything. Cells still open are abandoned:
+// their map entries go with the maps.
+func (t *Tracer) Close() error {
+	t.mu.Lock()
+	t.closed = true
+	t.mu.Unlock()
+	var errs []error
+	for _, l := range t.links {
+		errs = append(errs, l.Close())
+	}
+	t.links = nil
+	if t.rb != nil {
+		errs = append(errs, t.rb.Close())
+	}
+	errs = append(errs, t.objs.Close())
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("close BPF tracer: %w", err)
+	}
+	return nil
+}
+
+// ObjectIDs identifies a Tracer's kernel objects.
+type ObjectIDs struct {
+	Programs []ebpf.ProgramID
+	Maps     []ebpf.MapID
+	Links    []link.ID
+}
+
+// IDs returns the IDs of the tracer's programs, maps and links, for
+// status reports and for checking that Close left none of them.
+func (t *Tracer) IDs() (ObjectIDs, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		return ObjectIDs{}, ErrClosed
+	}
+	var ids ObjectIDs
+	// Maps are taken from the programs, which also reference the internal
+	// .rodata map.
+	for _, p := range []*ebpf.Program{t.objs.TccSysEnter, t.objs.TccFork, t.objs.TccExec, t.objs.TccExit} {
+		info, err := p.Info()
+		if err != nil {
+			return ObjectIDs{}, fmt.Errorf("BPF program info: %w", err)
+		}
+		id, _ := info.ID()
+		ids.Programs = append(ids.Programs, id)
+		maps, _ := info.MapIDs()
+		for _, m := range maps {
+			if !slices.Contains(ids.Maps, m) {
+				ids.Maps = append(ids.Maps, m)
+			}
+		}
+	}
+	for _, l := range t.links {
+		info, err := l.Info()
+		if err != nil {
+			return ObjectIDs{}, fmt.Errorf("BPF link info: %w", err)
+		}
+		ids.Links = append(ids.Links, info.ID)
+	}
+	return ids, nil
+}
+
+// ProgramStats returns the kernel's run statistics of each program, by name.
+// Run time is only counted while BPF stats are enabled
+// (ebpf.EnableStats(unix.BPF_STATS_RUN_TIME)).
+func (t *Tracer) ProgramStats() (map[string]ebpf.ProgramStats, error) {
+	out := make(map[string]ebpf.ProgramStats)
+	for name, p := range map[string]*ebpf.Program{
+		tccProgTccSysEnter: t.objs.TccSysEnter, tccProgTccFork: t.objs.TccFork,
+		tccProgTccExec: t.objs.TccExec, tccProgTccExit: t.objs.TccExit,
+	} {
+		s, err := p.Stats()
+		if err != nil {
+			return nil, fmt.Errorf("stats of BPF program %s: %w", name, err)
+		}
+		out[name] = *s
+	}
+	return out, nil
+}
+
+// Missed is the number of program runs the kernel skipped because another
+// BPF program was running on the same CPU. Such a miss may have lost an
+// event of any cell.
+func (t *Tracer) Missed() (uint64, error) {
+	st, err := t.ProgramStats()
+	if err != nil {
+		return 0, err
+	}
+	var n uint64
+	for _, s := range st {
+		n += s.RecursionMisses
+	}
+	return n, nil
+}
+
+// EventKind says what a kernel notification is about.
+type EventKind uint32
+
+// Notifications; each is sent at most once per cell per CPU, except kills.
+const (
+	EventNovelPair    EventKind = 1 // first pair not in the baseline
+	EventDropped      EventKind = 2 // first event lost
+	EventSeccompKill  EventKind = 3 // a task was killed by seccomp
+	EventCompat       EventKind = 4 // first ia32 syscall
+	EventPairOverflow EventKind = 5 // pair budget exhausted
+)
+
+// Event is a kernel notification about one cell.
+type Event struct {
+	Cell uint64 // cgroup id
+	Kind EventKind
+	Nr   uint32 // the syscall concerned, when there is one
+}
+
+// ReadEvent blocks until the kernel sends a notification, and returns
+// ErrClosed once the tracer is closed.
+func (t *Tracer) ReadEvent() (Event, error) {
+	rec, err := t.rb.Read()
+	if errors.Is(err, os.ErrClosed) {
+		return Event{}, ErrClosed
+	}
+	if err != nil {
+		return Event{}, fmt.Errorf("read BPF ring buffer: %w", err)
+	}
+	// struct event { __u64 cgid; __u32 kind; __u32 nr; }
+	if len(rec.RawSample) < 16 {
+		return Event{}, fmt.Errorf("read BPF ring buffer: short event (%d bytes)", len(rec.RawSample))
+	}
+	s := rec.RawSample
+	return Event{
+		Cell: binary.NativeEndian.Uint64(s[0:]),
+		Kind: EventKind(binary.NativeEndian.Uint32(s[8:])),
+		Nr:   binary.NativeEndian.Uint32(s[12:]),
+	}, nil
+}

@@ -1,0 +1,13 @@
+// Package kernel is the Trust Kernel: it decides whether a call may run and
+// runs it. For each call it validates the input against the contract, waits
+// for admission, re-verifies the cell (the gate), builds the sandbox from
+// the manifest, launches the cell, enforces the output cap and the deadline,
+// classifies the ending into a verdict, and wipes the sandbox, checking that
+// nothing remains.
+//
+// It knows nothing of HTTP, MCP or the ledger's storage: the catalogue is an
+// interface, and the audit events bracketing a call are written by the
+// caller through Request.Begin and the returned Outcome. It must never
+// launch a cell the gate has not passed at that moment, nor return before
+// the cell's sandbox is gone.
+package kernel

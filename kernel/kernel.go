@@ -1,0 +1,293 @@
+package kernel
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime"
+	"sync"
+
+	"github.com/google/uuid"
+	"golang.org/x/mod/sumdb/note"
+
+	"github.com/trustcells/tcc/cells/manifest"
+	"github.com/trustcells/tcc/kernel/monitor"
+	"github.com/trustcells/tcc/kernel/outcome"
+	"github.com/trustcells/tcc/kernel/sandbox"
+	"github.com/trustcells/tcc/kernel/seccomp"
+)
+
+// Config configures the Trust Kernel. Zero values take defaults.
+type Config struct {
+	// StateDir holds the sandboxes' state and root filesystems.
+	StateDir string
+	// MaxSandboxes bounds concurrent sandboxes (default 2 per CPU);
+	// MaxQueue bounds calls waiting for one (default 64) before ErrBusy.
+	MaxSandboxes int
+	MaxQueue     int
+
+	Catalog Catalog
+	// Trust returns the verifier keys trusted now; the gate checks every
+	// launch against it, so a key removed from the trust file stops its
+	// cells at their next call.
+	Trust func() note.Verifiers
+
+	// NoMonitor runs without the eBPF monitor even if the kernel has it.
+	NoMonitor bool
+
+	Logger *slog.Logger
+}
+
+// Catalog is what the kernel needs from the cell catalogue.
+type Catalog interface {
+	// Cell resolves a name (to its head), a full identity or an
+	// unambiguous identity prefix.
+	Cell(ref string) (*Cell, error)
+	// Head is the current head of a name ("" if none).
+	Head(name string) (manifest.Identity, error)
+	Revoked(id manifest.Identity) (bool, error)
+	// ObjectPath is where the content-addressed store keeps a file.
+	ObjectPath(d manifest.Digest) string
+	// Baseline is the learned behaviour of an identity; nil if none yet.
+	Baseline(id manifest.Identity) (*monitor.Baseline, error)
+}
+
+// Cell is a registered cell as the kernel sees it.
+type Cell struct {
+	Identity  manifest.Identity
+	Manifest  *manifest.Manifest
+	Signature []byte // the cell.sig note
+	Tenant    string // "" = every tenant
+	// ByName is true when the reference named the cell: then it must
+	// still be the head at launch. Otherwise the identity was pinned.
+	ByName bool
+}
+
+// Kernel runs calls. It is safe for concurrent use.
+type Kernel struct {
+	cfg       Config
+	log       *slog.Logger
+	sandboxes *sandbox.Manager
+	admit     *admission
+
+	monitor    *monitor.Monitor // nil when unavailable
+	monitorErr error            // why it is unavailable
+
+	mu       sync.Mutex
+	profiles map[manifest.Identity]*compiled // per identity: seccomp profile and schemas
+}
+
+// compiled holds what is derived once per identity.
+type compiled struct {
+	profile *seccomp.Profile
+	input   *manifest.Validator
+	output  *manifest.Validator
+}
+
+// New starts the Trust Kernel: it sweeps sandboxes orphaned by a crashed
+// daemon and loads the eBPF monitor if the kernel supports it.
+func New(ctx context.Context, cfg Config) (*Kernel, error) {
+	if cfg.Catalog == nil || cfg.Trust == nil {
+		return nil, errors.New("kernel: Config.Catalog and Config.Trust are required")
+	}
+	if cfg.MaxSandboxes <= 0 {
+		cfg.MaxSandboxes = 2 * runtime.NumCPU()
+	}
+	if cfg.MaxQueue <= 0 {
+		cfg.MaxQueue = 64
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	sb, err := sandbox.New(sandbox.Config{Root: cfg.StateDir, MaxSandboxes: cfg.MaxSandboxes})
+	if err != nil {
+		return nil, fmt.Errorf("trust kernel: %w", err)
+	}
+	k := &Kernel{
+		cfg:       cfg,
+		log:       cfg.Logger,
+		sandboxes: sb,
+		admit:     newAdmission(cfg.MaxSandboxes, cfg.MaxQueue),
+		profiles:  make(map[manifest.Identity]*compiled),
+	}
+	removed, err := sb.Sweep(ctx)
+	for _, r := range removed {
+		k.log.Warn("removed orphan of a previous daemon", "object", r)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("trust kernel: sweep orphans: %w", err)
+	}
+	if cfg.NoMonitor {
+		k.monitorErr = errors.New("disabled by configuration")
+	} else if m, err := monitor.Open(monitor.Options{MaxCells: uint32(cfg.MaxSandboxes)}); err != nil {
+		k.monitorErr = err
+		k.log.Warn("behaviour monitor unavailable; cells still run with seccomp, namespaces and limits", "err", err)
+	} else {
+		k.monitor = m
+	}
+	return k, nil
+}
+
+// Close unloads the monitor and removes the sandboxes' shared cgroups and
+// directories. Calls must have returned.
+func (k *Kernel) Close() error {
+	var err error
+	if k.monitor != nil {
+		err = k.monitor.Close()
+	}
+	return errors.Join(err, k.sandboxes.Close())
+}
+
+// MonitorStatus reports whether the behaviour monitor runs, and if not why.
+func (k *Kernel) MonitorStatus() (bool, string) {
+	if k.monitor != nil {
+		return true, ""
+	}
+	return false, k.monitorErr.Error()
+}
+
+// Load reports running and queued calls and the bounds.
+func (k *Kernel) Load() (running, queued, maxRunning, maxQueue int) {
+	r, q := k.admit.load()
+	return r, q, k.cfg.MaxSandboxes, k.cfg.MaxQueue
+}
+
+// Request is one call.
+type Request struct {
+	Cell  string          // name (runs its head) or identity (pinned)
+	Input json.RawMessage // one JSON value
+
+	// Begin, if set, is called once the call is admitted and before
+	// anything is verified or created; it must make the call.begin audit
+	// event durable. If it fails, the call does not run.
+	Begin func(ctx context.Context, c *Cell, inputSHA256 string) (seq uint64, err error)
+	// Progress receives the cell's progress reports (fd 3), in order.
+	Progress func(Progress)
+	// TraceID ties the call's events together; one is made if empty.
+	TraceID string
+}
+
+// Progress is one line the cell wrote on fd 3.
+type Progress struct {
+	Progress float64 `json:"progress"`
+	Total    float64 `json:"total,omitempty"`
+	Message  string  `json:"message,omitempty"`
+}
+
+// InputError means the input was refused before any sandbox was made.
+type InputError struct {
+	Cell string
+	Err  error
+}
+
+func (e *InputError) Error() string { return fmt.Sprintf("input for cell %s: %v", e.Cell, e.Err) }
+func (e *InputError) Unwrap() error { return e.Err }
+
+// Resolve returns the cell a reference names, as Call would run it.
+func (k *Kernel) Resolve(ref string) (*Cell, error) { return k.cfg.Catalog.Cell(ref) }
+
+// Call runs one call of a cell and returns its outcome. An error means the
+// call never reached the point of being audited (unknown cell, bad input,
+// busy, Begin failed); every call that passed Begin returns an Outcome,
+// whatever happened, and its sandbox is gone.
+func (k *Kernel) Call(ctx context.Context, req Request) (*outcome.Outcome, error) {
+	cell, err := k.cfg.Catalog.Cell(req.Cell)
+	if err != nil {
+		return nil, err
+	}
+	m := cell.Manifest
+	c, err := k.compile(cell)
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(req.Input)) > int64(m.Limits.Input) {
+		return nil, &InputError{m.Name, fmt.Errorf("%d bytes is more than limits.input (%s)", len(req.Input), m.Limits.Input)}
+	}
+	if err := c.input.Validate(req.Input); err != nil {
+		return nil, &InputError{m.Name, fmt.Errorf("does not match the input schema: %w", err)}
+	}
+	release, err := k.admit.acquire(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+
+	if req.TraceID == "" {
+		req.TraceID = uuid.Must(uuid.NewV7()).String()
+	}
+	sum := sha256.Sum256(req.Input)
+	o := &outcome.Outcome{Cell: m.Name, Identity: string(cell.Identity), TraceID: req.TraceID, ExitCode: -1, Wipe: outcome.Wipe{Clean: true}}
+	if req.Begin != nil {
+		if o.BeginSeq, err = req.Begin(ctx, cell, hex.EncodeToString(sum[:])); err != nil {
+			return nil, fmt.Errorf("record call.begin: %w", err)
+		}
+	}
+	if err := k.gate(cell); err != nil {
+		o.Verdict = outcome.Refused
+		o.Message = fmt.Sprintf("cell %s was refused before launch: %v", m.Name, err)
+		return o, nil
+	}
+	k.run(ctx, cell, c, req, o)
+	return o, nil
+}
+
+// compile derives, once per identity, the seccomp profile and the schema
+// validators.
+func (k *Kernel) compile(cell *Cell) (*compiled, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if c, ok := k.profiles[cell.Identity]; ok {
+		return c, nil
+	}
+	m := cell.Manifest
+	p, err := seccomp.Compile(m.Syscalls)
+	if err != nil {
+		return nil, fmt.Errorf("cell %s: seccomp profile: %w", m.Name, err)
+	}
+	in, err := m.Input.Validator()
+	if err != nil {
+		return nil, fmt.Errorf("cell %s: input schema: %w", m.Name, err)
+	}
+	out, err := m.Output.Validator()
+	if err != nil {
+		return nil, fmt.Errorf("cell %s: output schema: %w", m.Name, err)
+	}
+	c := &compiled{profile: p, input: in, output: out}
+	k.profiles[cell.Identity] = c
+	return c, nil
+}
+
+// Syscalls returns the final seccomp allow-list of a cell.
+func (k *Kernel) Syscalls(cell *Cell) ([]string, error) {
+	c, err := k.compile(cell)
+	if err != nil {
+		return nil, err
+	}
+	return c.profile.Allowed(), nil
+}
+
+// Check compiles what the kernel derives from a contract (the seccomp
+// profile, the schemas), so that registration refuses a manifest the kernel
+// could not run, with the reason.
+func (k *Kernel) Check(m *manifest.Manifest) error {
+	if _, err := seccomp.Compile(m.Syscalls); err != nil {
+		return err
+	}
+	if _, err := m.Input.Validator(); err != nil {
+		return fmt.Errorf("input: %w", err)
+	}
+	if _, err := m.Output.Validator(); err != nil {
+		return fmt.Errorf("output: %w", err)
+	}
+	return nil
+}
+
+// Init is the sandbox init hook of every binary that runs cells (tccd's
+// main, and TestMain of tests that start sandboxes): call it first thing.
+// In the re-executed "init" process it installs the x32/i386 guard and
+// becomes the sandbox's init; elsewhere it returns at once.
+func Init() { sandbox.Init(seccomp.InstallArchGuard) }

@@ -1,0 +1,158 @@
+package monitor
+
+import (
+	"bufio"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"unsafe"
+
+	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
+)
+
+// BenchmarkSyscall measures what the programs add to a syscall: getppid
+// (and a 1 KiB write to /dev/null, which is sampled) with no programs
+// loaded, from a host process outside any watched cgroup, and from a
+// watched cell (this process, moved into a watched cgroup); then again
+// with BPF run time statistics enabled (+stats), where bpf-ns/run is
+// the kernel's own run time of tcc_sys_enter per run (BPF_STATS_RUN_TIME),
+// over every process of the machine while the benchmark ran; bpf-ns/op
+// charges all of that run time to the benchmark's calls (an upper bound,
+// close when the benchmark makes nearly all the syscalls).
+func BenchmarkSyscall(b *testing.B) {
+	null, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer null.Close()
+	buf := make([]byte, 1024)
+	getppid := func() { syscall.RawSyscall(syscall.SYS_GETPPID, 0, 0, 0) }
+	write := func() {
+		syscall.RawSyscall(syscall.SYS_WRITE, null.Fd(), uintptr(unsafePointer(buf)), uintptr(len(buf)))
+	}
+	loop := func(b *testing.B, call func(), m *Monitor) {
+		var before ebpf.ProgramStats
+		if m != nil {
+			before = sysEnterStats(b, m)
+		}
+		b.ResetTimer()
+		for b.Loop() {
+			call()
+		}
+		b.StopTimer()
+		if m != nil {
+			after := sysEnterStats(b, m)
+			if runs := after.RunCount - before.RunCount; runs > 0 {
+				b.ReportMetric(float64(after.Runtime-before.Runtime)/float64(runs), "bpf-ns/run")
+				b.ReportMetric(float64(after.Runtime-before.Runtime)/float64(b.N), "bpf-ns/op")
+			}
+		}
+	}
+
+	calls := []struct {
+		name string
+		call func()
+	}{{"getppid", getppid}, {"write1k", write}}
+	for _, c := range calls {
+		b.Run("detached/"+c.name, func(b *testing.B) { loop(b, c.call, nil) })
+	}
+
+	m := openMonitor(b, Options{Start: StartAtWatch})
+	cg := newCgroup(b)
+	w := watch(b, m, cg, nil)
+	defer closeWatch(b, w)
+	// Run time statistics cost time of their own: measure with and without.
+	for _, stats := range []bool{false, true} {
+		var mm *Monitor
+		suffix := ""
+		if stats {
+			st, err := ebpf.EnableStats(unix.BPF_STATS_RUN_TIME)
+			if err != nil {
+				b.Fatalf("enable BPF stats: %v", err)
+			}
+			defer st.Close()
+			mm, suffix = m, "+stats"
+		}
+		for _, c := range calls {
+			b.Run("host"+suffix+"/"+c.name, func(b *testing.B) { loop(b, c.call, mm) })
+		}
+		restore := moveSelf(b, cg.path)
+		for _, c := range calls {
+			b.Run("cell"+suffix+"/"+c.name, func(b *testing.B) { loop(b, c.call, mm) })
+		}
+		restore()
+	}
+}
+
+func sysEnterStats(b *testing.B, m *Monitor) ebpf.ProgramStats {
+	st, err := m.tr.ProgramStats()
+	if err != nil {
+		b.Fatal(err)
+	}
+	return st["tcc_sys_enter"]
+}
+
+// moveSelf moves this process into the cgroup2 directory dir and returns
+// a function that moves it back.
+func moveSelf(b *testing.B, dir string) func() {
+	b.Helper()
+	f, err := os.Open("/proc/self/cgroup")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	var orig string
+	s := bufio.NewScanner(f)
+	for s.Scan() {
+		if path, ok := strings.CutPrefix(s.Text(), "0::"); ok {
+			orig = filepath.Join(cgroup2Root(b), path)
+		}
+	}
+	if orig == "" {
+		b.Fatal("no cgroup2 line in /proc/self/cgroup")
+	}
+	move := func(dir string) {
+		if err := os.WriteFile(filepath.Join(dir, "cgroup.procs"), []byte(strconv.Itoa(os.Getpid())), 0); err != nil {
+			b.Fatalf("move into %s: %v", dir, err)
+		}
+	}
+	move(dir)
+	return func() { move(orig) }
+}
+
+func unsafePointer(b []byte) unsafe.Pointer { return unsafe.Pointer(&b[0]) }
+
+// BenchmarkRead measures reading a watched cell that ran a program: Poll
+// (scalar counters, for a 10 ms loop), Snapshot (everything) and Residue.
+func BenchmarkRead(b *testing.B) {
+	m := openMonitor(b, Options{})
+	cg := newCgroup(b)
+	w := watch(b, m, cg, nil)
+	defer closeWatch(b, w)
+	cg.run(b, "forkexec")
+	c, err := w.Snapshot()
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Logf("cell has %d syscalls, %d distinct pairs", c.TotalSyscalls, len(c.Pairs))
+	for _, r := range []struct {
+		name string
+		read func() error
+	}{
+		{"poll", func() error { _, err := w.Poll(); return err }},
+		{"snapshot", func() error { _, err := w.Snapshot(); return err }},
+		{"residue", func() error { _, err := m.Residue(cg.id + 1); return err }},
+	} {
+		b.Run(r.name, func(b *testing.B) {
+			for b.Loop() {
+				if err := r.read(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

@@ -1,0 +1,289 @@
+package monitor
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/trustcells/tcc/ebpf"
+)
+
+// ErrNotSupported means this kernel cannot run the monitor; the error
+// wrapping it gives the reason.
+var ErrNotSupported = ebpf.ErrNotSupported
+
+// ErrClosed is returned after Monitor.Close or Watch.Close.
+var ErrClosed = ebpf.ErrClosed
+
+// ErrWatched means the cgroup is already watched.
+var ErrWatched = ebpf.ErrWatched
+
+// ErrFull means Options.MaxCells cells are already watched.
+var ErrFull = ebpf.ErrFull
+
+var probe = sync.OnceValue(func() error {
+	t, err := ebpf.Load(ebpf.Config{MaxCells: 1, PairsPerCell: 16})
+	if err != nil {
+		if !errors.Is(err, ErrNotSupported) {
+			err = fmt.Errorf("%w: %w", ErrNotSupported, err)
+		}
+		return fmt.Errorf("probe BPF monitor: %w", err)
+	}
+	return t.Close()
+})
+
+// Probe reports whether the monitor can run here: it loads and attaches the
+// programs once, detaches them, and caches the answer. The error wraps
+// ErrNotSupported and says why (no BTF, no tp_btf, not permitted…).
+func Probe() error { return probe() }
+
+// Start says when a watched cell starts being counted.
+type Start int
+
+const (
+	// StartAtExec counts from the first execve in the cgroup after Watch
+	// (that exec included), leaving out the sandbox's set-up before it.
+	StartAtExec Start = iota
+	// StartAtWatch counts from Watch on.
+	StartAtWatch
+)
+
+// Options configures a Monitor. The zero value is usable.
+type Options struct {
+	// MaxCells is how many cells can be watched at once (default 32).
+	// Kernel memory is about MaxCells × CPUs × 6.3 KiB plus 64 bytes per
+	// possible pair.
+	MaxCells uint32
+	// PairsPerCell caps the distinct syscall pairs one cell records
+	// (default 2048); past it, Counters.PairOverflow counts.
+	PairsPerCell uint32
+	// Start says when counting starts (default StartAtExec).
+	Start Start
+}
+
+// Monitor owns the attached BPF programs.
+type Monitor struct {
+	opts Options
+	tr   *ebpf.Tracer
+
+	mu      sync.Mutex
+	closed  bool
+	watches map[uint64]*Watch
+	done    chan struct{}
+}
+
+// Open loads and attaches the BPF programs. Close detaches them.
+func Open(opts Options) (*Monitor, error) {
+	tr, err := ebpf.Load(ebpf.Config{MaxCells: opts.MaxCells, PairsPerCell: opts.PairsPerCell})
+	if err != nil {
+		return nil, fmt.Errorf("open monitor: %w", err)
+	}
+	m := &Monitor{opts: opts, tr: tr, watches: make(map[uint64]*Watch), done: make(chan struct{})}
+	go m.readEvents()
+	return m, nil
+}
+
+// readEvents forwards kernel notifications to the watches they concern.
+func (m *Monitor) readEvents() {
+	defer close(m.done)
+	for {
+		ev, err := m.tr.ReadEvent()
+		if err != nil {
+			// Closed, or a ring buffer that cannot be read: either way the
+			// counters, which Poll reads, stay authoritative.
+			return
+		}
+		m.mu.Lock()
+		w := m.watches[ev.Cell]
+		m.mu.Unlock()
+		if w != nil {
+			select {
+			case w.notify <- struct{}{}:
+			default:
+			}
+		}
+	}
+}
+
+// Close closes the watches still open (without their final counters) and
+// detaches and unloads the programs.
+func (m *Monitor) Close() error {
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return nil
+	}
+	m.closed = true
+	ws := make([]*Watch, 0, len(m.watches))
+	for _, w := range m.watches {
+		ws = append(ws, w)
+	}
+	m.mu.Unlock()
+	var errs []error
+	for _, w := range ws {
+		if _, err := w.Close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	errs = append(errs, m.tr.Close())
+	<-m.done
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("close monitor: %w", err)
+	}
+	return nil
+}
+
+// Watch is one watched cell.
+type Watch struct {
+	m        *Monitor
+	cell     *ebpf.Cell
+	id       uint64
+	missed0  uint64
+	notify   chan struct{}
+	closeErr error
+	final    *Counters
+	mu       sync.Mutex
+}
+
+// Watch starts watching the cell whose cgroup2 directory has inode number
+// cgroupID. With a baseline, the kernel counts syscall pairs missing from
+// it (Counters.NovelPairs) as they happen; baseline may be nil.
+//
+// Call it after the sandbox is started and before the cell binary is
+// exec'd: with StartAtExec, a Watch made after the exec counts nothing.
+func (m *Monitor) Watch(cgroupID uint64, baseline *Baseline) (*Watch, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return nil, ErrClosed
+	}
+	opts := ebpf.CellOptions{ArmAtExec: m.opts.Start == StartAtExec}
+	if baseline != nil {
+		opts.Known = baseline.Pairs
+		if opts.Known == nil {
+			opts.Known = [][2]uint32{} // a baseline with no pairs: every pair is novel
+		}
+	}
+	missed, err := m.tr.Missed()
+	if err != nil {
+		return nil, fmt.Errorf("watch cgroup %d: %w", cgroupID, err)
+	}
+	cell, err := m.tr.AddCell(cgroupID, opts)
+	if err != nil {
+		return nil, err
+	}
+	w := &Watch{m: m, cell: cell, id: cgroupID, missed0: missed, notify: make(chan struct{}, 1)}
+	m.watches[cgroupID] = w
+	return w, nil
+}
+
+// CgroupID returns the watched cgroup's id.
+func (w *Watch) CgroupID() uint64 { return w.id }
+
+// Notify returns a channel that receives (coalesced) when the kernel sees
+// something notable in this cell: the first novel pair, a seccomp kill, an
+// ia32 syscall, a lost event. Read the counters to see what.
+func (w *Watch) Notify() <-chan struct{} { return w.notify }
+
+// Poll reads the scalar counters only (no syscall, pair or byte
+// histograms, no entropy): one per-CPU map lookup, for a tight loop.
+func (w *Watch) Poll() (Counters, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.final != nil {
+		return Counters{}, ErrClosed
+	}
+	return w.read(false)
+}
+
+// Snapshot reads all counters.
+func (w *Watch) Snapshot() (Counters, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.final != nil {
+		return Counters{}, ErrClosed
+	}
+	return w.read(true)
+}
+
+func (w *Watch) read(full bool) (Counters, error) {
+	s, err := w.cell.Stats()
+	if err != nil {
+		return Counters{}, err
+	}
+	missed, err := w.m.tr.Missed()
+	if err != nil {
+		return Counters{}, err
+	}
+	c := Counters{
+		TotalSyscalls:  s.Syscalls,
+		OtherSyscalls:  s.Other,
+		CompatSyscalls: s.Compat,
+		BytesWritten:   s.BytesWritten,
+		BytesSampled:   s.BytesSampled,
+		Unsampled:      s.Unsampled,
+		Forks:          s.Forks,
+		Threads:        s.Threads,
+		Execs:          s.Execs,
+		Exits:          s.Exits,
+		NovelPairs:     s.NovelPairs,
+		PairOverflow:   s.PairOverflow,
+		Dropped:        s.Dropped,
+		Missed:         missed - w.missed0,
+		Kills:          s.Kills,
+	}
+	for _, nr := range s.KillNrs {
+		c.SeccompKills = append(c.SeccompKills, SeccompKill{Nr: nr, Name: SyscallName(nr)})
+	}
+	if !full {
+		return c, nil
+	}
+	h, err := w.cell.Hist()
+	if err != nil {
+		return Counters{}, err
+	}
+	c.Syscalls = make(map[uint32]uint64)
+	for nr, n := range h.Syscalls {
+		if n > 0 {
+			c.Syscalls[uint32(nr)] = n
+		}
+	}
+	c.Bytes = h.Bytes
+	if c.Pairs, err = w.cell.Pairs(); err != nil {
+		return Counters{}, err
+	}
+	return c, nil
+}
+
+// Close stops watching, returns the final counters, and deletes every
+// kernel map entry of the cell, checking that none is left (an
+// *ebpf.ResidueError otherwise; the counters are still returned). Call it
+// once the cell's processes are gone. Later calls return the same result.
+func (w *Watch) Close() (Counters, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.final != nil {
+		return *w.final, w.closeErr
+	}
+	// Stop counting, read, then wipe.
+	var c Counters
+	err := w.cell.Stop()
+	if err == nil {
+		c, err = w.read(true)
+	}
+	err = errors.Join(err, w.cell.Remove())
+	w.m.mu.Lock()
+	delete(w.m.watches, w.id)
+	w.m.mu.Unlock()
+	if err != nil {
+		err = fmt.Errorf("close watch of cgroup %d: %w", w.id, err)
+	}
+	w.final, w.closeErr = &c, err
+	return c, err
+}
+
+// Residue lists the kernel map entries that exist for cgroupID: none once
+// its Watch is closed. The daemon records this as part of a cell's wipe.
+func (m *Monitor) Residue(cgroupID uint64) ([]string, error) {
+	return m.tr.Residue(cgroupID)
+}

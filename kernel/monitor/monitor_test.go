@@ -1,0 +1,323 @@
+package monitor
+
+import (
+	"errors"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"golang.org/x/sys/unix"
+)
+
+const nrGetppid = unix.SYS_GETPPID
+
+func TestGetppidCount(t *testing.T) {
+	for _, start := range []Start{StartAtExec, StartAtWatch} {
+		for _, n := range []int{0, 1, 1000} {
+			m := openMonitor(t, Options{Start: start})
+			cg := newCgroup(t)
+			w := watch(t, m, cg, nil)
+			cg.run(t, "getppid", strconv.Itoa(n))
+			c := closeWatch(t, w)
+			if got := c.Syscalls[nrGetppid]; got != uint64(n) {
+				t.Errorf("start %d, %d calls: counted %d getppid, want %d", start, n, got, n)
+			}
+			if c.Execs != 1 || c.Exits != 1 {
+				t.Errorf("start %d: execs %d exits %d, want 1 and 1", start, c.Execs, c.Exits)
+			}
+			if c.Lost() {
+				t.Errorf("start %d: lost events: %+v", start, c)
+			}
+			// The pairs are per task: every getppid but the first follows one.
+			if n > 1 {
+				if got := c.Pairs[[2]uint32{nrGetppid, nrGetppid}]; got != uint64(n-1) {
+					t.Errorf("start %d: getppid→getppid %d, want %d", start, got, n-1)
+				}
+			}
+		}
+	}
+}
+
+func TestStartAtExecSkipsSetup(t *testing.T) {
+	// The pre-exec child of os/exec runs in the cgroup (clone3 with
+	// CLONE_INTO_CGROUP) and makes syscalls before execve: StartAtWatch
+	// counts them, StartAtExec does not.
+	counts := map[Start]Counters{}
+	for _, start := range []Start{StartAtExec, StartAtWatch} {
+		m := openMonitor(t, Options{Start: start})
+		cg := newCgroup(t)
+		w := watch(t, m, cg, nil)
+		cg.run(t, "exit")
+		counts[start] = closeWatch(t, w)
+	}
+	exec, watch := counts[StartAtExec], counts[StartAtWatch]
+	if exec.Syscalls[unix.SYS_EXECVE] != 0 {
+		t.Errorf("StartAtExec counted %d execve, want 0 (counting starts inside it)", exec.Syscalls[unix.SYS_EXECVE])
+	}
+	if watch.Syscalls[unix.SYS_EXECVE] != 1 {
+		t.Errorf("StartAtWatch counted %d execve, want 1", watch.Syscalls[unix.SYS_EXECVE])
+	}
+	if exec.TotalSyscalls >= watch.TotalSyscalls {
+		t.Errorf("StartAtExec counted %d syscalls, StartAtWatch %d: want fewer", exec.TotalSyscalls, watch.TotalSyscalls)
+	}
+	var starts uint64
+	for p, n := range exec.Pairs {
+		if p[0] == PairStart {
+			starts += n
+		}
+	}
+	// One per task that made a syscall: a runtime thread can be created and
+	// killed by exit_group before its first.
+	if starts < 1 || starts > 1+exec.Threads {
+		t.Errorf("StartAtExec: %d pairs start a task, want 1 to %d (tasks)", starts, 1+exec.Threads)
+	}
+}
+
+func TestEntropy(t *testing.T) {
+	m := openMonitor(t, Options{})
+	for _, tc := range []struct {
+		mode     string
+		min, max float64
+	}{
+		{"random", 7.5, 8},
+		{"writev", 7.5, 8},
+		{"repeat", 0, 0.01},
+	} {
+		cg := newCgroup(t)
+		w := watch(t, m, cg, nil)
+		out, _ := cg.run(t, tc.mode, "65536")
+		c := closeWatch(t, w)
+		if len(out) != 65536 {
+			t.Fatalf("%s: read %d bytes of output, want 65536", tc.mode, len(out))
+		}
+		t.Logf("%s: entropy %.3f bits/byte from %d sampled of %d written", tc.mode, c.Entropy(), c.BytesSampled, c.BytesWritten)
+		if e := c.Entropy(); e < tc.min || e > tc.max {
+			t.Errorf("%s: entropy %.3f bits/byte, want %.2f–%.2f (sampled %d bytes)", tc.mode, e, tc.min, tc.max, c.BytesSampled)
+		}
+		if c.BytesWritten < 65536 {
+			t.Errorf("%s: %d bytes written, want at least 65536", tc.mode, c.BytesWritten)
+		}
+		if c.BytesSampled == 0 || c.BytesSampled > c.BytesWritten {
+			t.Errorf("%s: sampled %d of %d bytes", tc.mode, c.BytesSampled, c.BytesWritten)
+		}
+	}
+}
+
+func TestProcessEvents(t *testing.T) {
+	m := openMonitor(t, Options{})
+	cg := newCgroup(t)
+	w := watch(t, m, cg, nil)
+	cg.run(t, "forkexec")
+	c := closeWatch(t, w)
+	// The cell's exec and its child's; every forked process exits, and so
+	// does the cell. (The Go runtime forks once more: os/exec probes
+	// clone(CLONE_PIDFD) with a child that exits at once.)
+	if c.Forks < 1 || c.Execs != 2 || c.Exits != c.Forks+1 {
+		t.Errorf("forks %d execs %d exits %d, want ≥1, 2, forks+1", c.Forks, c.Execs, c.Exits)
+	}
+	if c.Threads == 0 {
+		t.Errorf("threads 0, want the Go runtime's")
+	}
+}
+
+func TestSeccompKill(t *testing.T) {
+	m := openMonitor(t, Options{})
+	for _, tc := range []struct {
+		mode  string
+		sig   syscall.Signal // that ends the process
+		kills []SeccompKill
+	}{
+		// SECCOMP_RET_KILL_PROCESS
+		{"seccomp", syscall.SIGSYS, []SeccompKill{{Nr: nrGetppid, Name: "getppid"}}},
+		// SECCOMP_RET_KILL_THREAD: the process lives on
+		{"seccomp-thread", 0, []SeccompKill{{Nr: nrGetppid, Name: "getppid"}}},
+		// kill(2) with SIGSYS is no seccomp kill
+		{"sigsys", syscall.SIGSYS, nil},
+	} {
+		cg := newCgroup(t)
+		w := watch(t, m, cg, nil)
+		if _, sig := cg.run(t, tc.mode); sig != tc.sig {
+			t.Fatalf("cellprobe %s: signal %v, want %v", tc.mode, sig, tc.sig)
+		}
+		c := closeWatch(t, w)
+		// Only the offending thread counts, not the others a kill takes down.
+		if c.Kills != uint64(len(tc.kills)) || !slices.Equal(c.SeccompKills, tc.kills) {
+			t.Errorf("%s: kills %d %v, want %d %v", tc.mode, c.Kills, c.SeccompKills, len(tc.kills), tc.kills)
+		}
+		if tc.kills == nil {
+			continue
+		}
+		if got := c.Syscalls[nrGetppid]; got != 0 {
+			t.Errorf("%s: counted %d getppid, want 0: seccomp runs before sys_enter", tc.mode, got)
+		}
+		if d := Score(c, nil); !d.Deviant() || !strings.Contains(strings.Join(d.Reasons, ";"), "getppid") {
+			t.Errorf("%s: Score = %+v, want deviant naming getppid", tc.mode, d)
+		}
+	}
+}
+
+func TestUnwatchedCgroupNotCounted(t *testing.T) {
+	m := openMonitor(t, Options{Start: StartAtWatch})
+	watched, other := newCgroup(t), newCgroup(t)
+	w := watch(t, m, watched, nil)
+	other.run(t, "getppid", "100")
+	other.run(t, "forkexec")
+	c := closeWatch(t, w)
+	if c.TotalSyscalls != 0 || len(c.Syscalls) != 0 || len(c.Pairs) != 0 || c.Execs != 0 || c.Forks != 0 || c.BytesWritten != 0 {
+		t.Errorf("watched cgroup counted another cgroup's events: %+v", c)
+	}
+}
+
+func TestNovelPairs(t *testing.T) {
+	m := openMonitor(t, Options{})
+	cg := newCgroup(t)
+
+	w := watch(t, m, cg, nil)
+	cg.run(t, "exit")
+	base, err := Learn(closeWatch(t, w))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	w = watch(t, m, cg, base)
+	cg.run(t, "getppid", "10")
+	select {
+	case <-w.Notify():
+	case <-time.After(5 * time.Second):
+		t.Error("no notification of the novel pair")
+	}
+	c := closeWatch(t, w)
+	if c.NovelPairs == 0 {
+		t.Errorf("kernel counted no novel pair, want the ones with getppid")
+	}
+	f := Summarize(c, base)
+	if uint64(f.NovelPairCount) < c.NovelPairs {
+		t.Errorf("Summarize found %d novel pairs, kernel %d", f.NovelPairCount, c.NovelPairs)
+	}
+	if !slices.Contains(f.NovelPairs, "getppid→getppid") {
+		t.Errorf("novel pairs %v lack getppid→getppid", f.NovelPairs)
+	}
+	d := Score(c, base)
+	if !d.Deviant() || !slices.Contains(d.NovelSyscalls, "getppid") {
+		t.Errorf("Score = %+v, want deviant with novel syscall getppid", d)
+	}
+
+	// An empty baseline: every pair is novel, in the kernel's count too.
+	empty, _ := Learn()
+	w = watch(t, m, cg, empty)
+	cg.run(t, "getppid", "10")
+	c = closeWatch(t, w)
+	if c.NovelPairs != uint64(len(c.Pairs)) || len(c.Pairs) == 0 {
+		t.Errorf("empty baseline: kernel counted %d novel pairs of %d", c.NovelPairs, len(c.Pairs))
+	}
+}
+
+func TestCloseWipes(t *testing.T) {
+	m := openMonitor(t, Options{})
+	cg := newCgroup(t)
+	w := watch(t, m, cg, nil)
+	cg.run(t, "random", "4096")
+	base, err := Learn(closeWatch(t, w))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Again with a baseline, so the known-pairs map holds entries too.
+	w = watch(t, m, cg, base)
+	cg.run(t, "random", "4096")
+	if _, err := w.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if _, err := w.Snapshot(); !errors.Is(err, ErrClosed) {
+		t.Errorf("Snapshot after Close: %v, want ErrClosed", err)
+	}
+	// Every map, read independently of Close's own check.
+	if left, err := m.Residue(cg.id); err != nil || len(left) != 0 {
+		t.Errorf("Residue after Close = %v, %v; want none", left, err)
+	}
+	// A new watch of the same cgroup starts from zero.
+	w = watch(t, m, cg, nil)
+	c, err := w.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.TotalSyscalls != 0 || len(c.Pairs) != 0 || c.BytesWritten != 0 {
+		t.Errorf("fresh watch not zero: %+v", c)
+	}
+	closeWatch(t, w)
+}
+
+func TestNoBPFObjectsLeft(t *testing.T) {
+	m := openMonitor(t, Options{})
+	ids, err := m.tr.IDs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ids.Programs) != 4 || len(ids.Links) != 4 || len(ids.Maps) != 9 {
+		t.Fatalf("IDs = %+v, want 4 programs, 4 links, 9 maps", ids)
+	}
+	for _, id := range ids.Links {
+		if !linkExists(t, id) {
+			t.Errorf("link %d not listed by the kernel while open", id)
+		}
+	}
+	cg := newCgroup(t)
+	w := watch(t, m, cg, nil)
+	cg.run(t, "exit")
+	// w is left open: Monitor.Close must clean it up.
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Close(); err != nil {
+		t.Errorf("Watch.Close after Monitor.Close: %v", err)
+	}
+	for _, id := range ids.Links {
+		if linkExists(t, id) {
+			t.Errorf("link %d left after Close", id)
+		}
+	}
+	// Programs and maps are freed after an RCU grace period.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var left []string
+		for _, id := range ids.Programs {
+			if p, err := ebpf.NewProgramFromID(id); err == nil {
+				p.Close()
+				left = append(left, "program "+strconv.Itoa(int(id)))
+			}
+		}
+		for _, id := range ids.Maps {
+			if m, err := ebpf.NewMapFromID(id); err == nil {
+				m.Close()
+				left = append(left, "map "+strconv.Itoa(int(id)))
+			}
+		}
+		if len(left) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("left after Close: %v", left)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// linkExists reports whether the kernel lists a link with this id.
+func linkExists(t testing.TB, id link.ID) bool {
+	t.Helper()
+	var it link.Iterator
+	defer it.Close()
+	for it.Next() {
+		if it.ID == id {
+			return true
+		}
+	}
+	if err := it.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return false
+}

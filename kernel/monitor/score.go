@@ -1,0 +1,177 @@
+package monitor
+
+import (
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+)
+
+// Thresholds of Score. They are first guesses, to be tuned on real cells.
+const (
+	// DivergenceThreshold is the Jensen–Shannon divergence (bits, 0..1)
+	// of the syscall distribution above which a run deviates.
+	DivergenceThreshold = 0.2
+	// MinDivergenceSyscalls is the smallest run whose distribution is
+	// compared: fewer syscalls say too little.
+	MinDivergenceSyscalls = 100
+	// EntropySlack widens the baseline's entropy band on both sides, in
+	// bits per byte.
+	EntropySlack = 0.5
+	// ResourceFactor: syscalls and bytes written may reach this multiple
+	// of the baseline's maximum (plus a small allowance) before deviating.
+	ResourceFactor = 2
+	// weightSevere is the score of a lost event, a seccomp kill or an ia32
+	// syscall: each alone is a deviation, whatever the baseline.
+	weightSevere = 10
+)
+
+// Deviation says how far a run is from its baseline, and why.
+type Deviation struct {
+	// Score is 0 for a run like its baseline; 1 or more is a deviation.
+	// Each novel pair or syscall adds 1, a divergence above the threshold
+	// adds divergence/threshold, an entropy outside the band or a
+	// resource beyond the baseline adds 1, and lost events, seccomp kills
+	// and ia32 syscalls add 10 each.
+	Score         float64  `json:"score"`
+	NovelPairs    int      `json:"novel_pairs"`
+	NovelSyscalls []string `json:"novel_syscalls,omitempty"`
+	Divergence    float64  `json:"js_divergence"`
+	Entropy       float64  `json:"entropy_bits_per_byte"`
+	Reasons       []string `json:"reasons,omitempty"`
+}
+
+// Deviant reports whether the run deviates (Score >= 1).
+func (d Deviation) Deviant() bool { return d.Score >= 1 }
+
+func (d *Deviation) add(w float64, format string, args ...any) {
+	d.Score += w
+	d.Reasons = append(d.Reasons, fmt.Sprintf(format, args...))
+}
+
+// Score compares a run (counters from Snapshot or Close) with its
+// baseline. With a nil baseline only what is wrong for any cell counts:
+// lost events, seccomp kills, ia32 syscalls.
+func Score(c Counters, b *Baseline) Deviation {
+	d := Deviation{Entropy: c.Entropy()}
+	if c.Lost() {
+		d.add(weightSevere, "monitor lost events (dropped %d, pair overflow %d, missed %d): the fingerprint is incomplete",
+			c.Dropped, c.PairOverflow, c.Missed)
+	}
+	if c.Kills > 0 {
+		names := make([]string, 0, len(c.SeccompKills))
+		for _, k := range c.SeccompKills {
+			names = append(names, k.Name)
+		}
+		d.add(weightSevere, "seccomp killed %d task(s) for calling %s", c.Kills, strings.Join(names, ", "))
+	}
+	if c.CompatSyscalls > 0 {
+		d.add(weightSevere, "%d ia32 (int 0x80) syscalls", c.CompatSyscalls)
+	}
+	if b == nil {
+		return d
+	}
+
+	var newSys []uint32
+	for nr := range c.Syscalls {
+		if b.Syscalls[nr] == 0 {
+			newSys = append(newSys, nr)
+		}
+	}
+	slices.Sort(newSys)
+	for _, nr := range newSys {
+		d.NovelSyscalls = append(d.NovelSyscalls, SyscallName(nr))
+	}
+	if len(newSys) > 0 {
+		d.add(float64(len(newSys)), "%d syscall(s) never seen in %d baseline run(s): %s",
+			len(newSys), b.Runs, strings.Join(d.NovelSyscalls, ", "))
+	}
+
+	novel := b.novelPairs(c)
+	d.NovelPairs = len(novel)
+	if len(novel) > 0 {
+		names := make([]string, 0, 5)
+		for _, p := range novel[:min(len(novel), 5)] {
+			names = append(names, pairName(p))
+		}
+		more := ""
+		if len(novel) > 5 {
+			more = ", …"
+		}
+		d.add(float64(len(novel)), "%d syscall pair(s) never seen in the baseline: %s%s",
+			len(novel), strings.Join(names, ", "), more)
+	}
+
+	if c.TotalSyscalls >= MinDivergenceSyscalls && len(b.Syscalls) > 0 {
+		d.Divergence = jsDivergence(c.Syscalls, b.Syscalls)
+		if d.Divergence > DivergenceThreshold {
+			d.add(d.Divergence/DivergenceThreshold, "syscall mix diverges from the baseline (Jensen–Shannon %.3f bits > %.2f)",
+				d.Divergence, DivergenceThreshold)
+		}
+	}
+
+	if b.Entropy != nil && c.BytesSampled >= MinEntropySample {
+		lo, hi := b.Entropy.Min-EntropySlack, b.Entropy.Max+EntropySlack
+		if d.Entropy < lo || d.Entropy > hi {
+			d.add(1, "output entropy %.2f bits/byte outside the baseline's %.2f–%.2f (±%.1f)",
+				d.Entropy, b.Entropy.Min, b.Entropy.Max, EntropySlack)
+		}
+	}
+
+	for _, r := range []struct {
+		what       string
+		got, max   uint64
+		allow      uint64
+		volumeLike bool
+	}{
+		{"syscalls", c.TotalSyscalls, b.Max.Syscalls, 1000, true},
+		{"bytes written", c.BytesWritten, b.Max.BytesWritten, 4096, true},
+		{"threads", c.Threads, b.Max.Threads, 4, true},
+		{"processes forked", c.Forks, b.Max.Forks, 0, false},
+		{"execs", c.Execs, b.Max.Execs, 0, false},
+	} {
+		limit := r.max + r.allow
+		if r.volumeLike {
+			limit = ResourceFactor*r.max + r.allow
+		}
+		if r.got > limit {
+			d.add(1, "%d %s, more than the baseline allows (%d, maximum seen %d)", r.got, r.what, limit, r.max)
+		}
+	}
+	return d
+}
+
+// jsDivergence is the Jensen–Shannon divergence, in bits, of two count
+// distributions.
+func jsDivergence(p, q map[uint32]uint64) float64 {
+	var tp, tq float64
+	for _, n := range p {
+		tp += float64(n)
+	}
+	for _, n := range q {
+		tq += float64(n)
+	}
+	if tp == 0 || tq == 0 {
+		return 0
+	}
+	var js float64
+	term := func(a, m float64) float64 {
+		if a == 0 {
+			return 0
+		}
+		return a * math.Log2(a/m)
+	}
+	seen := make(map[uint32]bool, len(p)+len(q))
+	for _, dist := range []map[uint32]uint64{p, q} {
+		for nr := range dist {
+			if seen[nr] {
+				continue
+			}
+			seen[nr] = true
+			a, b := float64(p[nr])/tp, float64(q[nr])/tq
+			m := (a + b) / 2
+			js += (term(a, m) + term(b, m)) / 2
+		}
+	}
+	return max(0, js)
+}

@@ -1,0 +1,236 @@
+package monitor
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"math"
+	"slices"
+	"strings"
+	"testing"
+)
+
+func TestEntropyEstimate(t *testing.T) {
+	uniform := make([]uint64, 256)
+	for i := range uniform {
+		uniform[i] = 10
+	}
+	two := make([]uint64, 256)
+	two['a'], two['b'] = 5, 5
+	for _, tc := range []struct {
+		name string
+		hist []uint64
+		want float64
+	}{
+		{"empty", make([]uint64, 256), 0},
+		{"one value", append([]uint64{100}, make([]uint64, 255)...), 0},
+		{"two values", two, 1},
+		{"uniform", uniform, 8},
+	} {
+		if got := entropy(tc.hist); math.Abs(got-tc.want) > 1e-9 {
+			t.Errorf("%s: entropy %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
+
+func TestJSDivergence(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		p, q map[uint32]uint64
+		want float64
+	}{
+		{"same", map[uint32]uint64{1: 10, 2: 30}, map[uint32]uint64{1: 1, 2: 3}, 0},
+		{"disjoint", map[uint32]uint64{1: 10}, map[uint32]uint64{2: 10}, 1},
+		{"half", map[uint32]uint64{1: 1}, map[uint32]uint64{1: 1, 2: 1}, 0.311278},
+		{"empty", map[uint32]uint64{}, map[uint32]uint64{1: 1}, 0},
+	} {
+		if got := jsDivergence(tc.p, tc.q); math.Abs(got-tc.want) > 1e-6 {
+			t.Errorf("%s: JSD %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
+
+// run makes counters of a run that calls syscalls in the given order, as
+// one task, and writes out.
+func run(out []byte, nrs ...uint32) Counters {
+	c := Counters{Syscalls: map[uint32]uint64{}, Pairs: map[[2]uint32]uint64{}}
+	prev := uint32(PairStart)
+	for _, nr := range nrs {
+		c.Syscalls[nr]++
+		c.Pairs[[2]uint32{prev, nr}]++
+		c.TotalSyscalls++
+		prev = nr
+	}
+	for _, b := range out {
+		c.Bytes[b]++
+	}
+	c.BytesWritten, c.BytesSampled = uint64(len(out)), uint64(len(out))
+	c.Execs = 1
+	return c
+}
+
+func TestBaselineJSONDeterministic(t *testing.T) {
+	text := bytes.Repeat([]byte(`{"ok":true} `), 40)
+	a := run(text, 12, 9, 0, 1, 231)
+	b := run(text, 12, 9, 9, 0, 0, 1, 231)
+	b1, err := Learn(a, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b2, err := Learn(b, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	j1, _ := json.Marshal(b1)
+	j2, _ := json.Marshal(b2)
+	if !bytes.Equal(j1, j2) {
+		t.Errorf("learning order changed the encoding:\n%s\n%s", j1, j2)
+	}
+	var back Baseline
+	if err := json.Unmarshal(j1, &back); err != nil {
+		t.Fatal(err)
+	}
+	j3, _ := json.Marshal(&back)
+	if !bytes.Equal(j1, j3) {
+		t.Errorf("round trip changed the encoding:\n%s\n%s", j1, j3)
+	}
+	if !slices.IsSortedFunc(back.Pairs, comparePair) || len(back.Pairs) != 7 {
+		t.Errorf("pairs %v: want 7, sorted", back.Pairs)
+	}
+	if back.Runs != 2 || back.Max.Syscalls != 7 || back.Entropy == nil {
+		t.Errorf("baseline %+v", back)
+	}
+}
+
+func TestLearnRefusesBadRuns(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		edit func(*Counters)
+	}{
+		{"dropped", func(c *Counters) { c.Dropped = 1 }},
+		{"missed", func(c *Counters) { c.Missed = 1 }},
+		{"pair overflow", func(c *Counters) { c.PairOverflow = 1 }},
+		{"killed", func(c *Counters) { c.Kills = 1 }},
+		{"compat", func(c *Counters) { c.CompatSyscalls = 1 }},
+		{"from poll", func(c *Counters) { c.Syscalls, c.Pairs = nil, nil }},
+	} {
+		c := run(nil, 0, 1)
+		tc.edit(&c)
+		if _, err := Learn(c); !errors.Is(err, ErrBadRun) {
+			t.Errorf("%s: Learn error %v, want ErrBadRun", tc.name, err)
+		}
+	}
+}
+
+func TestScore(t *testing.T) {
+	text := bytes.Repeat([]byte(`{"result":"fine"} `), 30)
+	loop := func(n int, nrs ...uint32) []uint32 {
+		var out []uint32
+		for range n {
+			out = append(out, nrs...)
+		}
+		return out
+	}
+	good := run(text, loop(100, 0, 1)...)
+	base, err := Learn(good, run(text, loop(120, 0, 1)...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	random := make([]byte, 4096)
+	for i := range random {
+		random[i] = byte(i*7 + i/256)
+	}
+	for _, tc := range []struct {
+		name    string
+		c       Counters
+		deviant bool
+		reason  string // substring of one reason
+	}{
+		{"same", run(text, loop(110, 0, 1)...), false, ""},
+		{"novel syscall", run(text, append(loop(100, 0, 1), 42)...), true, "connect"},
+		{"novel pair", run(text, append(loop(100, 0, 1), 1, 0, 0)...), true, "read→read"},
+		{"skewed mix", run(text, append(loop(10, 0, 1), loop(190, 0)...)...), true, "Jensen"},
+		{"high entropy", run(random, loop(100, 0, 1)...), true, "entropy"},
+		{"too many syscalls", run(text, loop(2000, 0, 1)...), true, "syscalls, more than"},
+		{"forked", func() Counters { c := run(text, loop(100, 0, 1)...); c.Forks = 1; return c }(), true, "forked"},
+		{"lost", func() Counters { c := run(text, loop(100, 0, 1)...); c.Dropped = 3; return c }(), true, "lost events"},
+		{"killed", func() Counters {
+			c := run(text, loop(100, 0, 1)...)
+			c.Kills, c.SeccompKills = 1, []SeccompKill{{Nr: 110, Name: "getppid"}}
+			return c
+		}(), true, "getppid"},
+	} {
+		d := Score(tc.c, base)
+		if d.Deviant() != tc.deviant {
+			t.Errorf("%s: deviant %v (score %.2f, %v), want %v", tc.name, d.Deviant(), d.Score, d.Reasons, tc.deviant)
+		}
+		if tc.reason != "" && !strings.Contains(strings.Join(d.Reasons, "\n"), tc.reason) {
+			t.Errorf("%s: reasons %q lack %q", tc.name, d.Reasons, tc.reason)
+		}
+	}
+	if d := Score(run(text, 0, 1, 42), nil); d.Deviant() {
+		t.Errorf("no baseline: %+v, want only absolute checks", d)
+	}
+}
+
+func TestSummarize(t *testing.T) {
+	base, _ := Learn(run(nil, 0, 1, 231))
+	f := Summarize(run([]byte("aaaa"), 0, 1, 1, 1, 42, 231), base)
+	if f.Top[0].Name != "write" || f.Top[0].Count != 3 || f.DistinctSyscalls != 4 {
+		t.Errorf("top %+v distinct %d", f.Top, f.DistinctSyscalls)
+	}
+	want := []string{"write→write", "write→connect", "connect→exit_group"} // by number
+	if !slices.Equal(f.NovelPairs, want) || f.NovelPairCount != 3 {
+		t.Errorf("novel pairs %v (%d), want %v", f.NovelPairs, f.NovelPairCount, want)
+	}
+	if f.Entropy != 0 || f.BytesWritten != 4 {
+		t.Errorf("entropy %v bytes %d", f.Entropy, f.BytesWritten)
+	}
+}
+
+func TestBaselineUnmarshalRejects(t *testing.T) {
+	for _, tc := range []struct {
+		name, json string
+	}{
+		{"version", `{"version":2,"arch":"x86_64","pairs":[]}`},
+		{"arch", `{"version":1,"arch":"aarch64","pairs":[]}`},
+		{"unsorted", `{"version":1,"arch":"x86_64","pairs":[[1,1],[0,1]]}`},
+		{"duplicate", `{"version":1,"arch":"x86_64","pairs":[[0,1],[0,1]]}`},
+		{"number", `{"version":1,"arch":"x86_64","pairs":[[0,4000]]}`},
+		{"entropy", `{"version":1,"arch":"x86_64","pairs":[],"entropy":{"min":5,"max":9}}`},
+	} {
+		var b Baseline
+		if err := json.Unmarshal([]byte(tc.json), &b); !errors.Is(err, ErrBadBaseline) {
+			t.Errorf("%s: error %v, want ErrBadBaseline", tc.name, err)
+		}
+	}
+	var b Baseline
+	ok := `{"version":1,"arch":"x86_64","runs":1,"syscalls":{"0":1},"pairs":[[0,1],[65535,0]],"max":{}}`
+	if err := json.Unmarshal([]byte(ok), &b); err != nil {
+		t.Errorf("valid baseline: %v", err)
+	}
+}
+
+func FuzzBaselineUnmarshal(f *testing.F) {
+	base, _ := Learn(run([]byte("hello"), 0, 1, 231))
+	seed, _ := json.Marshal(base)
+	f.Add(seed)
+	f.Add([]byte(`{"version":1,"arch":"x86_64","pairs":[[1,1],[0,1]]}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var b Baseline
+		if json.Unmarshal(data, &b) != nil {
+			return
+		}
+		// A baseline that decodes is canonical: it encodes to what decodes
+		// to itself, and scoring with it does not panic.
+		again, err := json.Marshal(&b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var b2 Baseline
+		if err := json.Unmarshal(again, &b2); err != nil {
+			t.Fatalf("re-decode %s: %v", again, err)
+		}
+		Score(run([]byte("x"), 0, 1, 1), &b)
+	})
+}

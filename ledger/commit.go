@@ -1,0 +1,462 @@
+package ledger
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"slices"
+	"sync/atomic"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"golang.org/x/mod/sumdb/tlog"
+)
+
+// A Mutation changes state atomically with the event it is appended with.
+// It runs inside the committer, one at a time in log order, so what it
+// reads cannot change under it. It sees the committed state, the writes of
+// appends earlier in the same group, and its own writes. If it returns an
+// error (or panics) the append fails with that error, writes nothing and
+// consumes no sequence number; the rest of the group is unaffected.
+//
+// A Mutation must be quick and must not call back into the Ledger.
+type Mutation func(tx *Txn) error
+
+// Txn is what a Mutation reads and writes through. Mutations passed to
+// Append may only touch keys under PrefixExternal.
+type Txn struct {
+	b        *pebble.Batch
+	ev       *Event
+	internal bool
+	writes   map[string]pendingWrite
+}
+
+type pendingWrite struct {
+	v   []byte
+	del bool
+}
+
+// Event is the event being appended: Seq and TimeNS are already assigned.
+// A Mutation may fill in other fields (what it found, what it decided);
+// Seq is restored afterwards.
+func (t *Txn) Event() *Event { return t.ev }
+
+func (t *Txn) check(op string, key []byte) error {
+	if !t.internal && !external(key) {
+		return fmt.Errorf("mutation %s %q: %w: keys outside %q belong to the ledger", op, key, ErrInvalid, PrefixExternal)
+	}
+	return nil
+}
+
+// Get returns a copy of the value of key, or ErrNotFound.
+func (t *Txn) Get(key []byte) ([]byte, error) {
+	if err := t.check("get", key); err != nil {
+		return nil, err
+	}
+	if w, ok := t.writes[string(key)]; ok {
+		if w.del {
+			return nil, ErrNotFound
+		}
+		return bytes.Clone(w.v), nil
+	}
+	return getCopy(t.b, key)
+}
+
+// Set writes key = value when the append commits.
+func (t *Txn) Set(key, value []byte) error {
+	if err := t.check("set", key); err != nil {
+		return err
+	}
+	if t.writes == nil {
+		t.writes = map[string]pendingWrite{}
+	}
+	t.writes[string(key)] = pendingWrite{v: bytes.Clone(value)}
+	return nil
+}
+
+// Delete removes key when the append commits.
+func (t *Txn) Delete(key []byte) error {
+	if err := t.check("delete", key); err != nil {
+		return err
+	}
+	if t.writes == nil {
+		t.writes = map[string]pendingWrite{}
+	}
+	t.writes[string(key)] = pendingWrite{del: true}
+	return nil
+}
+
+// Scan calls fn for every key under prefix in key order until fn returns
+// an error. key and value are valid only during the call.
+func (t *Txn) Scan(prefix []byte, fn func(key, value []byte) error) error {
+	if err := t.check("scan", prefix); err != nil {
+		return err
+	}
+	var mine []string
+	for k := range t.writes {
+		if bytes.HasPrefix([]byte(k), prefix) {
+			mine = append(mine, k)
+		}
+	}
+	slices.Sort(mine)
+	it, err := t.b.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	ok := it.First()
+	for ok || len(mine) > 0 {
+		if len(mine) > 0 && (!ok || mine[0] <= string(it.Key())) {
+			k := mine[0]
+			mine = mine[1:]
+			if ok && k == string(it.Key()) {
+				ok = it.Next()
+			}
+			if w := t.writes[k]; !w.del {
+				if err := fn([]byte(k), w.v); err != nil {
+					return err
+				}
+			}
+			continue
+		}
+		if err := fn(it.Key(), it.Value()); err != nil {
+			return err
+		}
+		ok = it.Next()
+	}
+	return it.Error()
+}
+
+func (t *Txn) apply() error {
+	keys := make([]string, 0, len(t.writes))
+	for k := range t.writes {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		w := t.writes[k]
+		var err error
+		if w.del {
+			err = t.b.Delete([]byte(k), nil)
+		} else {
+			err = t.b.Set([]byte(k), w.v, nil)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func runMutations(tx *Txn, muts []Mutation) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("mutation for %s event panicked: %v", tx.ev.Type, p)
+		}
+	}()
+	for _, m := range muts {
+		if err := m(tx); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+const (
+	queued int32 = iota
+	taken
+	cancelled
+)
+
+type request struct {
+	ev       *Event // owned by the committer once queued
+	muts     []Mutation
+	internal bool
+	cp       bool // a Checkpoint call: no event
+	state    atomic.Int32
+	done     chan result // buffered: the committer never blocks on it
+
+	// Committer-only.
+	res      result
+	answered bool
+}
+
+func (r *request) answer(res result) {
+	r.answered = true
+	r.done <- res
+}
+
+type result struct {
+	ev  *Event
+	cp  []byte
+	err error
+}
+
+// Append adds ev to the log with the Mutations and returns once it is
+// durable. It assigns Seq, and TimeNS when zero, writing both back to ev.
+// ev must not be modified during the call. The cell.* types are refused:
+// use Register, Rollback and Revoke.
+//
+// A cancelled ctx abandons the append only while it is still queued; once
+// the committer has taken it, Append waits for the sync (one fsync) and
+// reports the outcome, so a caller never sees an error for an event that
+// was in fact recorded.
+func (l *Ledger) Append(ctx context.Context, ev *Event, muts ...Mutation) (uint64, error) {
+	if ev == nil {
+		return 0, fmt.Errorf("append: %w: nil event", ErrInvalid)
+	}
+	switch ev.Type {
+	case TypeCellRegister, TypeCellRollback, TypeCellRevoke:
+		return 0, fmt.Errorf("append %s: %w: catalogue events are written by Register, Rollback and Revoke", ev.Type, ErrInvalid)
+	}
+	if err := ev.validate(); err != nil {
+		return 0, fmt.Errorf("append: %w", err)
+	}
+	res, err := l.submit(ctx, &request{ev: ev.clone(), muts: muts})
+	if err != nil {
+		return 0, fmt.Errorf("append %s: %w", ev.Type, err)
+	}
+	*ev = *res.ev
+	return ev.Seq, nil
+}
+
+func (l *Ledger) submit(ctx context.Context, r *request) (result, error) {
+	if err := ctx.Err(); err != nil {
+		return result{}, err
+	}
+	r.done = make(chan result, 1)
+	l.mu.Lock()
+	if l.closing {
+		l.mu.Unlock()
+		return result{}, ErrClosed
+	}
+	if l.broken != nil {
+		err := l.broken
+		l.mu.Unlock()
+		return result{}, fmt.Errorf("%w: %v; restart the daemon", ErrBroken, err)
+	}
+	l.queue = append(l.queue, r)
+	l.mu.Unlock()
+	l.signal()
+	select {
+	case res := <-r.done:
+		return res, res.err
+	case <-ctx.Done():
+		if r.state.CompareAndSwap(queued, cancelled) {
+			return result{}, ctx.Err()
+		}
+		res := <-r.done
+		return res, res.err
+	}
+}
+
+func (l *Ledger) signal() {
+	select {
+	case l.wake <- struct{}{}:
+	default:
+	}
+}
+
+// commitLoop is the single committer. It takes everything queued (up to
+// maxGroup) as one group, so appends that arrive during a sync share the
+// next one.
+func (l *Ledger) commitLoop() {
+	defer close(l.stopped)
+	var timer *time.Timer
+	var due <-chan time.Time
+	for {
+		force := false
+		select {
+		case <-l.wake:
+		case <-due:
+			due, force = nil, true
+		}
+		for {
+			if l.hook != nil {
+				l.hook()
+			}
+			l.mu.Lock()
+			n := min(len(l.queue), l.maxGroup)
+			group := slices.Clone(l.queue[:n])
+			l.queue = slices.Delete(l.queue, 0, n)
+			closing, broken := l.closing, l.broken != nil
+			l.mu.Unlock()
+			if n == 0 && !force {
+				if closing {
+					if !broken && l.latest.Load().size < l.Size() {
+						l.commitGroup(nil, true)
+					}
+					if timer != nil {
+						timer.Stop()
+					}
+					return
+				}
+				break
+			}
+			l.commitGroup(group, force)
+			force = false
+		}
+		if due == nil && l.interval > 0 && l.latest.Load().size < l.Size() {
+			d := time.Until(l.lastCP.Add(l.interval))
+			if timer == nil {
+				timer = time.NewTimer(d)
+			} else {
+				timer.Reset(d)
+			}
+			due = timer.C
+		}
+	}
+}
+
+// commitGroup applies the group's appends in order to one indexed batch,
+// adds a checkpoint when one is due, syncs once and acknowledges everyone.
+func (l *Ledger) commitGroup(group []*request, forceCP bool) {
+	l.mu.Lock()
+	broken := l.broken
+	l.mu.Unlock()
+	if broken != nil {
+		for _, r := range group {
+			r.answer(result{err: fmt.Errorf("%w: %v; restart the daemon", ErrBroken, broken)})
+		}
+		return
+	}
+	b := l.db.NewIndexedBatch()
+	defer b.Close()
+	start := l.Size()
+	size := start
+	hr := &hashReader{pending: map[int64]tlog.Hash{}, frontier: l.frontier, r: b}
+	var acks []*request
+	wantCP := forceCP || l.interval < 0
+
+	// fail answers everyone in the group not yet answered. Nothing of the
+	// batch reached the store (it commits whole or not at all), but pebble
+	// may be unusable, so the ledger refuses further writes.
+	fail := func(err error) {
+		l.mu.Lock()
+		l.broken = err
+		l.mu.Unlock()
+		for _, r := range group {
+			if !r.answered {
+				r.answer(result{err: fmt.Errorf("%w: %v; restart the daemon", ErrBroken, err)})
+			}
+		}
+	}
+
+	for _, r := range group {
+		if !r.state.CompareAndSwap(queued, taken) {
+			r.answered = true // its caller has gone
+			continue
+		}
+		if r.cp {
+			wantCP = true
+			acks = append(acks, r)
+			continue
+		}
+		ev := r.ev
+		ev.Seq = size
+		if ev.TimeNS == 0 {
+			ev.TimeNS = l.now().UnixNano()
+		}
+		tx := &Txn{b: b, ev: ev, internal: r.internal}
+		data, hashes, err := l.prepare(tx, r.muts, size, hr)
+		if err != nil {
+			r.answer(result{err: err})
+			continue
+		}
+		if err := tx.apply(); err != nil {
+			fail(err)
+			return
+		}
+		if err := b.Set(eventKey(size), data, nil); err != nil {
+			fail(err)
+			return
+		}
+		base := tlog.StoredHashIndex(0, int64(size))
+		for i, h := range hashes {
+			if err := b.Set(hashKey(base+int64(i)), h[:], nil); err != nil {
+				fail(err)
+				return
+			}
+			hr.pending[base+int64(i)] = h
+		}
+		if ev.Tenant != "" {
+			if err := b.Set(tenantKey(ev.Tenant, size), nil, nil); err != nil {
+				fail(err)
+				return
+			}
+		}
+		size++
+		r.res = result{ev: ev}
+		acks = append(acks, r)
+	}
+
+	now := time.Now() // the checkpoint clock is real time, whatever Options.Now says
+	latest := l.latest.Load()
+	signCP := size > latest.size && (wantCP || (l.interval > 0 && now.Sub(l.lastCP) >= l.interval))
+	if size > start || signCP {
+		if size > start {
+			if err := b.Set(keySize, seqKey(nil, size), nil); err != nil {
+				fail(err)
+				return
+			}
+		}
+		frontier := make(map[int64]tlog.Hash)
+		for _, i := range frontierIndexes(size) {
+			h, err := hr.one(i)
+			if err != nil {
+				fail(err)
+				return
+			}
+			frontier[i] = h
+		}
+		if signCP {
+			cp, err := l.signCheckpoint(b, size, hr)
+			if err != nil {
+				fail(err)
+				return
+			}
+			latest = cp
+		}
+		if err := b.Commit(pebble.Sync); err != nil {
+			fail(err)
+			return
+		}
+		l.frontier = frontier
+		l.size.Store(size)
+		if signCP {
+			l.latest.Store(latest)
+			l.lastCP = now
+		}
+	}
+	for _, r := range acks {
+		if r.cp {
+			r.res = result{cp: bytes.Clone(latest.signed)}
+		}
+		r.answer(r.res)
+	}
+}
+
+// prepare runs the mutations and computes the leaf and the new stored
+// hashes; it writes nothing.
+func (l *Ledger) prepare(tx *Txn, muts []Mutation, seq uint64, hr *hashReader) ([]byte, []tlog.Hash, error) {
+	if err := runMutations(tx, muts); err != nil {
+		return nil, nil, err
+	}
+	ev := tx.ev
+	ev.Seq = seq
+	if err := ev.validate(); err != nil {
+		return nil, nil, err
+	}
+	data, err := ev.Encode()
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(data) > MaxEventSize {
+		return nil, nil, fmt.Errorf("%w: %s event is %d bytes encoded; the limit is %d", ErrInvalid, ev.Type, len(data), MaxEventSize)
+	}
+	hashes, err := tlog.StoredHashes(int64(seq), data, hr)
+	if err != nil {
+		return nil, nil, fmt.Errorf("tree hashes for %d: %w", seq, err)
+	}
+	return data, hashes, nil
+}

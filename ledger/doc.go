@@ -1,0 +1,23 @@
+// Package ledger owns the daemon's durable state: one pebble database
+// holding the cell catalogue (records, lineage, heads, revocations) and the
+// audit log, plus a content-addressed store for cell binaries and data
+// files.
+//
+// Every state change is an Event appended to a single log. The stored bytes
+// of an event are a leaf of an RFC 6962 Merkle tree (golang.org/x/mod/sumdb/tlog),
+// and the tree is summarised by C2SP checkpoints signed with a note key, so
+// anyone holding the verifier key can check inclusion and consistency
+// offline with VerifyCheckpoint, VerifyInclusion and VerifyConsistency.
+//
+// Appends are group-committed: one goroutine applies queued appends in
+// order to one batch and syncs it once. Catalogue changes are Mutations run
+// inside that goroutine, so the lineage rules are checked race-free and a
+// record, its indexes and its event are written in the same batch: after a
+// crash each is either wholly present or wholly absent.
+//
+// The package must never: serve or parse network requests, log (errors are
+// returned; pebble's own messages go to Options.Logger), interpret manifests
+// beyond the identity and name it is given, or rewrite or delete an event,
+// a cell record or an object once written. The design is in
+// docs/notes/003-ledger.md.
+package ledger

@@ -1,0 +1,165 @@
+package attack
+
+import (
+	"fmt"
+	"os"
+	"syscall"
+	"time"
+
+	"github.com/trustcells/tcc/cells/cellio"
+)
+
+func init() {
+	register("fork-bomb", "the pids limit stops a cell that keeps starting processes (cgroup pids)", forkBomb)
+	register("memory-bomb", "the memory limit stops a cell that keeps allocating (cgroup memory, OOM kill)", memoryBomb)
+	register("busy-loop", "the wall-clock deadline stops a cell that never ends (and cpu quota throttles it)", busyLoop)
+	register("stdout-flood", "the output cap stops a cell that writes without end", stdoutFlood)
+	register("undeclared-syscall", "a syscall the manifest does not allow kills the cell (seccomp, SIGSYS)", undeclaredSyscall)
+}
+
+// forkBomb starts sleeping helpers until the kernel refuses (EAGAIN at the
+// pids limit) or max is reached. The helpers die with the pid namespace.
+// Main exits 1 after the report.
+func forkBomb(in Input) (Result, error) {
+	max := in.Max
+	if max <= 0 || max > 4096 {
+		max = 1024
+	}
+	var n int64
+	for n < max {
+		if _, err := spawn("sleep", nil); err != nil {
+			return Result{
+				Blocked: true, Errno: errnoName(err), Count: n,
+				Detail: fmt.Sprintf("started %d processes, then: %v", n, err),
+			}, nil
+		}
+		n++
+	}
+	return Result{Count: n, Detail: fmt.Sprintf("started %d processes and nothing stopped it", n)}, nil
+}
+
+// memoryBomb allocates and touches 8 MiB at a time until it is killed, or
+// until max MiB (default 4096), which means no limit stopped it.
+func memoryBomb(in Input) (Result, error) {
+	const step = 8 << 20
+	max := in.Max
+	if max <= 0 || max > 16384 {
+		max = 4096
+	}
+	p := cellio.OpenProgress()
+	var hold [][]byte
+	for mib := int64(0); mib < max; mib += step >> 20 {
+		b := make([]byte, step)
+		for i := 0; i < len(b); i += 4096 {
+			b[i] = 1
+		}
+		hold = append(hold, b)
+		p.Report(float64(mib)/float64(max), fmt.Sprintf("%d MiB", mib+step>>20))
+	}
+	return Result{Count: int64(len(hold)) * step >> 20, Detail: fmt.Sprintf("held %d MiB and nothing stopped it", int64(len(hold))*step>>20)}, nil
+}
+
+// busyLoop spins for seconds (default and cap one hour) on threads
+// goroutines (default 1).
+func busyLoop(in Input) (Result, error) {
+	secs := in.Seconds
+	if secs <= 0 || secs > 3600 {
+		secs = 3600
+	}
+	threads := min(max(in.Threads, 1), 64)
+	deadline := time.Now().Add(time.Duration(secs * float64(time.Second)))
+	done := make(chan int64)
+	for range threads {
+		go func() {
+			var n int64
+			for time.Now().Before(deadline) {
+				for range 1 << 16 {
+					n++
+				}
+			}
+			done <- n
+		}()
+	}
+	var total int64
+	for range threads {
+		total += <-done
+	}
+	return Result{Count: total, Detail: fmt.Sprintf("spun %.0f s and nothing stopped it", secs)}, nil
+}
+
+// stdoutFlood writes 64 KiB blocks of 'A' to stdout until writing fails
+// or max MiB (default 1024) are out.
+func stdoutFlood(in Input) (Result, error) {
+	max := in.Max
+	if max <= 0 || max > 1<<16 {
+		max = 1024
+	}
+	block := make([]byte, 64<<10)
+	for i := range block {
+		block[i] = 'A'
+	}
+	var n int64
+	for n < max<<20 {
+		w, err := os.Stdout.Write(block)
+		n += int64(w)
+		if err != nil {
+			// Stdout is gone, so the report goes to stderr; Main's JSON
+			// will fail to write too and exit 1.
+			fmt.Fprintf(os.Stderr, "hostile: stdout-flood: stopped after %d bytes: %v\n", n, err)
+			return Result{Blocked: true, Errno: errnoName(err), Count: n}, nil
+		}
+	}
+	fmt.Fprintf(os.Stderr, "hostile: stdout-flood: wrote %d bytes and nothing stopped it\n", n)
+	return Result{Count: n, Detail: "nothing stopped the flood"}, nil
+}
+
+// undeclared are harmless system calls a Go program never makes, with
+// arguments that only query. The hostile-seccomp manifest allows none.
+var undeclared = map[string]func() (uintptr, syscall.Errno){
+	// SYSLOG_ACTION_SIZE_BUFFER: the size of the kernel log buffer.
+	"syslog": func() (uintptr, syscall.Errno) {
+		r, _, e := syscall.RawSyscall(syscall.SYS_SYSLOG, 10, 0, 0)
+		return r, e
+	},
+	// personality(0xffffffff) reads the execution domain.
+	"personality": func() (uintptr, syscall.Errno) {
+		r, _, e := syscall.RawSyscall(syscall.SYS_PERSONALITY, 0xffffffff, 0, 0)
+		return r, e
+	},
+	"sysinfo": func() (uintptr, syscall.Errno) {
+		var si syscall.Sysinfo_t
+		return 0, errnoOf(syscall.Sysinfo(&si))
+	},
+}
+
+// undeclaredSyscall makes one syscall the manifest does not allow. The
+// expected outcome is no output at all: seccomp kills the process with
+// SIGSYS. If the call returns, the filter let it through (or returned an
+// errno instead of killing, which the report says).
+func undeclaredSyscall(in Input) (Result, error) {
+	name := cmpOr(in.Syscall, "syslog")
+	call, ok := undeclared[name]
+	if !ok {
+		return Result{}, fmt.Errorf("input.syscall %q is not one of syslog, personality, sysinfo", name)
+	}
+	v, e := call()
+	if e == syscall.ENOSYS {
+		return Result{Blocked: true, Errno: "ENOSYS", Detail: name + " returned ENOSYS: denied by an errno action, not killed"}, nil
+	}
+	r := Result{Detail: fmt.Sprintf("%s returned %d and the process lives", name, v)}
+	if e != 0 {
+		r.Errno = errnoName(e)
+		r.Detail = fmt.Sprintf("%s returned %s and the process lives (seccomp errno action, or the kernel's own check)", name, r.Errno)
+	}
+	return r, nil
+}
+
+func errnoOf(err error) syscall.Errno {
+	if err == nil {
+		return 0
+	}
+	if e, ok := err.(syscall.Errno); ok {
+		return e
+	}
+	return syscall.EINVAL
+}
