@@ -9,6 +9,7 @@ import (
 
 	"github.com/trustcells/tcc/daemon/api"
 	"github.com/trustcells/tcc/kernel"
+	"github.com/trustcells/tcc/kernel/monitor"
 	"github.com/trustcells/tcc/kernel/outcome"
 	"github.com/trustcells/tcc/ledger"
 )
@@ -38,27 +39,37 @@ func (d *Daemon) run(w http.ResponseWriter, r *http.Request, c caller) error {
 // call.end after the wipe, carrying the verdict and what the call used.
 func (d *Daemon) call(ctx context.Context, c caller, ref string, input json.RawMessage, progress func(kernel.Progress)) (*outcome.Outcome, error) {
 	traceID := ledger.NewTraceID()
-	var begin ledger.Event
+	var (
+		begin    ledger.Event
+		cell     *kernel.Cell
+		counters *monitor.Counters
+		dev      monitor.Deviation
+	)
 	o, err := d.kernel.Call(ctx, kernel.Request{
 		Cell:     ref,
 		Input:    input,
 		TraceID:  traceID,
 		Progress: progress,
-		Begin: func(ctx context.Context, cell *kernel.Cell, inputSHA256 string) (uint64, error) {
+		Begin: func(ctx context.Context, cl *kernel.Cell, inputSHA256 string) (uint64, error) {
+			cell = cl
 			begin = ledger.Event{
 				Type:        ledger.TypeCallBegin,
 				TraceID:     traceID,
+				Tenant:      c.Tenant,
 				Caller:      c.ID,
-				Cell:        cell.Manifest.Name,
-				Identity:    cell.Identity,
+				Cell:        cl.Manifest.Name,
+				Identity:    cl.Identity,
 				InputSHA256: inputSHA256,
 			}
 			return d.ledger.Append(ctx, &begin)
 		},
+		Observe: func(c monitor.Counters, d monitor.Deviation) { counters, dev = &c, d },
 	})
 	if err != nil {
 		return nil, err
 	}
+	d.keepBlobs(ctx, c, cell, input, o)  // ledgerapi.go: inputs and outputs for replay
+	d.learn(ctx, cell, o, counters, dev) // monitorapi.go: refine the baseline
 	end := begin
 	end.Seq, end.TimeNS, end.Type = 0, 0, ledger.TypeCallEnd
 	end.Verdict, end.Message, end.Monitor = string(o.Verdict), o.Message, o.Monitor

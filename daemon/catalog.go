@@ -55,5 +55,5 @@ func (c catalog) ObjectPath(d manifest.Digest) string {
 }
 
 func (c catalog) Baseline(id manifest.Identity) (*monitor.Baseline, error) {
-	return nil, nil
+	return c.d.baseline(id)
 }

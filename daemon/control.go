@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"errors"
-	"io"
 	"net/http"
 	"os"
 	"runtime"
@@ -33,6 +32,9 @@ func (d *Daemon) routes() http.Handler {
 	mux.Handle("POST /v1/cells/{name}/rollback", d.handle(admin(d.rollback)))
 	mux.Handle("POST /v1/cells/{ref}/revoke", d.handle(admin(d.revoke)))
 	mux.Handle("POST /v1/run", d.handle(d.run))
+	d.ledgerRoutes(mux)  // ledgerapi.go: audit log, proofs, export, replay
+	d.mcpRoutes(mux)     // mcp.go: the MCP endpoint, tokens, vault
+	d.monitorRoutes(mux) // monitorapi.go: profiles and advice
 	mux.Handle("/", d.handle(func(_ http.ResponseWriter, r *http.Request, _ caller) error {
 		return &httpError{http.StatusNotFound, api.CodeNotFound, errors.New("no such endpoint: " + r.Method + " " + r.URL.Path)}
 	}))
@@ -211,6 +213,7 @@ func (d *Daemon) rollback(w http.ResponseWriter, r *http.Request, c caller) erro
 		return err
 	}
 	d.log.Info("rolled back", "cell", name, "from", ev.Parent, "to", ev.Identity, "caller", c.ID, "seq", ev.Seq)
+	d.headsChanged(name)
 	writeJSON(w, http.StatusOK, api.HeadMoved{Name: name, From: string(ev.Parent), To: string(ev.Identity), Seq: ev.Seq})
 	return nil
 }
@@ -229,6 +232,7 @@ func (d *Daemon) revoke(w http.ResponseWriter, r *http.Request, c caller) error 
 		return err
 	}
 	d.log.Info("revoked", "cell", rec.Name, "identity", rec.Identity, "caller", c.ID, "seq", ev.Seq)
+	d.headsChanged(rec.Name)
 	out := api.HeadMoved{Name: rec.Name, Seq: ev.Seq}
 	if nh, ok := ev.Attrs["new_head"]; ok {
 		out.From = string(rec.Identity)
@@ -247,4 +251,4 @@ func nsTime(ns int64) time.Time {
 	return time.Unix(0, ns).UTC()
 }
 
-var _ = io.EOF
+

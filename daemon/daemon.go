@@ -33,8 +33,13 @@ type Config struct {
 	AdminGroup string // group whose members are admins besides root ("" = root only)
 	LedgerKey  string // note signer key for checkpoints; default <state>/keys/ledger.key, created if missing
 
+	CgroupParent string // absolute cgroup path of all sandboxes; default /tcc
+
 	MaxSandboxes int // concurrent sandboxes; default 2 per CPU
 	MaxQueue     int // calls waiting for a sandbox before "busy"; default 64
+
+	ListenTCP string // optional loopback address for MCP over HTTP (mcp.go)
+	Tenants   string // tenants and scopes config file (auth.go)
 
 	Logger *slog.Logger
 }
@@ -119,6 +124,7 @@ func Run(ctx context.Context, cfg Config) error {
 
 	d.kernel, err = kernel.New(ctx, kernel.Config{
 		StateDir:     filepath.Join(cfg.StateDir, "sandboxes"),
+		CgroupParent: cfg.CgroupParent,
 		MaxSandboxes: cfg.MaxSandboxes,
 		MaxQueue:     cfg.MaxQueue,
 		Catalog:      catalog{d},
@@ -129,6 +135,14 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	defer d.kernel.Close()
+
+	for _, start := range []func(context.Context) (func(), error){d.initAudit, d.initMonitor, d.initMCP} {
+		stop, err := start(ctx)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
 
 	l, err := listenUnix(cfg.Socket)
 	if err != nil {

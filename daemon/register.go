@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -11,6 +10,7 @@ import (
 
 	"github.com/trustcells/tcc/cells/capsule"
 	"github.com/trustcells/tcc/daemon/api"
+	"github.com/trustcells/tcc/kernel"
 	"github.com/trustcells/tcc/ledger"
 )
 
@@ -60,6 +60,11 @@ func (d *Daemon) register(w http.ResponseWriter, r *http.Request, c caller) erro
 			return fmt.Errorf("store %s: stored as %s, manifest says %s", file.Path, got, m.Files[file.Path])
 		}
 	}
+	cell := &kernel.Cell{Identity: v.Identity, Manifest: m, Signature: v.Signature, Tenant: tenant}
+	base, err := d.probation(r.Context(), cell, caps) // monitorapi.go
+	if err != nil {
+		return err
+	}
 	rec := ledger.CellRecord{
 		Identity:  v.Identity,
 		Name:      m.Name,
@@ -72,9 +77,11 @@ func (d *Daemon) register(w http.ResponseWriter, r *http.Request, c caller) erro
 	if err != nil {
 		return err
 	}
+	if err := d.storeBaseline(r.Context(), v.Identity, base); err != nil { // monitorapi.go
+		return err
+	}
+	d.headsChanged(m.Name)
 	d.log.Info("registered", "cell", m.Name, "identity", v.Identity, "parent", m.Parent, "signers", v.Signers, "tenant", tenant, "caller", c.ID, "seq", ev.Seq)
 	writeJSON(w, http.StatusCreated, api.Registered{Identity: string(v.Identity), Name: m.Name, Parent: string(m.Parent), Seq: ev.Seq})
 	return nil
 }
-
-var _ = errors.New

@@ -25,6 +25,10 @@ import (
 type Config struct {
 	// StateDir holds the sandboxes' state and root filesystems.
 	StateDir string
+	// CgroupParent is the absolute cgroup path under which every sandbox
+	// gets its cgroup (default /tcc). Orphans under it are swept at start:
+	// two daemons must never share one.
+	CgroupParent string
 	// MaxSandboxes bounds concurrent sandboxes (default 2 per CPU);
 	// MaxQueue bounds calls waiting for one (default 64) before ErrBusy.
 	MaxSandboxes int
@@ -103,7 +107,7 @@ func New(ctx context.Context, cfg Config) (*Kernel, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	sb, err := sandbox.New(sandbox.Config{Root: cfg.StateDir, MaxSandboxes: cfg.MaxSandboxes})
+	sb, err := sandbox.New(sandbox.Config{Root: cfg.StateDir, CgroupParent: cfg.CgroupParent, MaxSandboxes: cfg.MaxSandboxes})
 	if err != nil {
 		return nil, fmt.Errorf("trust kernel: %w", err)
 	}
@@ -158,8 +162,25 @@ func (k *Kernel) Load() (running, queued, maxRunning, maxQueue int) {
 
 // Request is one call.
 type Request struct {
-	Cell  string          // name (runs its head) or identity (pinned)
-	Input json.RawMessage // one JSON value
+	Cell string // name (runs its head) or identity (pinned)
+	// Resolved, if set, is run instead of resolving Cell through the
+	// catalogue: a cell being registered (its probation run) or an
+	// unregistered capsule being advised. Its files must be in the store.
+	Resolved *Cell
+	Input    json.RawMessage // one JSON value
+
+	// Profile, if set, replaces the contract's seccomp profile (advice
+	// runs a capsule under a permissive one).
+	Profile *seccomp.Profile
+	// Unsigned skips the gate's signature check, for advice on a capsule
+	// that is not signed yet. Every other check still applies.
+	Unsigned bool
+	// Baseline, if set, replaces the catalogue's baseline for this call.
+	Baseline *monitor.Baseline
+	// Observe, if set, receives the monitor's final counters and their
+	// score against the baseline used, after the cell exited (not called
+	// when the monitor is unavailable).
+	Observe func(monitor.Counters, monitor.Deviation)
 
 	// Begin, if set, is called once the call is admitted and before
 	// anything is verified or created; it must make the call.begin audit
@@ -195,14 +216,20 @@ func (k *Kernel) Resolve(ref string) (*Cell, error) { return k.cfg.Catalog.Cell(
 // busy, Begin failed); every call that passed Begin returns an Outcome,
 // whatever happened, and its sandbox is gone.
 func (k *Kernel) Call(ctx context.Context, req Request) (*outcome.Outcome, error) {
-	cell, err := k.cfg.Catalog.Cell(req.Cell)
-	if err != nil {
-		return nil, err
+	cell := req.Resolved
+	if cell == nil {
+		var err error
+		if cell, err = k.cfg.Catalog.Cell(req.Cell); err != nil {
+			return nil, err
+		}
 	}
 	m := cell.Manifest
 	c, err := k.compile(cell)
 	if err != nil {
 		return nil, err
+	}
+	if req.Profile != nil {
+		c = &compiled{profile: req.Profile, input: c.input, output: c.output}
 	}
 	if int64(len(req.Input)) > int64(m.Limits.Input) {
 		return nil, &InputError{m.Name, fmt.Errorf("%d bytes is more than limits.input (%s)", len(req.Input), m.Limits.Input)}
@@ -226,7 +253,7 @@ func (k *Kernel) Call(ctx context.Context, req Request) (*outcome.Outcome, error
 			return nil, fmt.Errorf("record call.begin: %w", err)
 		}
 	}
-	if err := k.gate(cell); err != nil {
+	if err := k.gate(cell, req.Unsigned); err != nil {
 		o.Verdict = outcome.Refused
 		o.Message = fmt.Sprintf("cell %s was refused before launch: %v", m.Name, err)
 		return o, nil

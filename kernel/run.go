@@ -101,9 +101,12 @@ func (k *Kernel) run(ctx context.Context, cell *Cell, c *compiled, req Request, 
 	}()
 
 	if k.monitor != nil {
-		if base, err = k.cfg.Catalog.Baseline(cell.Identity); err != nil {
-			fail("read baseline", err)
-			return
+		base = req.Baseline
+		if base == nil && req.Resolved == nil {
+			if base, err = k.cfg.Catalog.Baseline(cell.Identity); err != nil {
+				fail("read baseline", err)
+				return
+			}
 		}
 		// Fail closed: a cell the monitor should watch but cannot does
 		// not run.
@@ -144,6 +147,9 @@ func (k *Kernel) run(ctx context.Context, cell *Cell, c *compiled, req Request, 
 	o.Stderr = stderr.String()
 	k.classify(o, m, c, r, exit, stdout, final)
 	o.Monitor = r.report(final)
+	if watch != nil && req.Observe != nil {
+		req.Observe(final, monitor.Score(final, base))
+	}
 }
 
 // spec turns the contract into a sandbox specification.

@@ -28,6 +28,8 @@ The others ask tccd.`,
 		newCellRollbackCmd(g),
 		newCellRevokeCmd(g),
 		newCellSyscallsCmd(g),
+		newCellProfileCmd(g), // profile.go
+		newCellAdviseCmd(g),  // profile.go
 	)
 	return cmd
 }

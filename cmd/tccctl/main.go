@@ -130,6 +130,10 @@ tccctl finds the daemon through --socket, or TCC_SOCKET, or ` + api.DefaultSocke
 		newCellCmd(g),
 		newRunCmd(g),
 		newStatusCmd(g),
+		newLedgerCmd(g), // ledger.go
+		newTokenCmd(g),  // token.go
+		newVaultCmd(g),  // vault.go
+		newMCPCmd(g),    // mcp.go
 	)
 	return root
 }

@@ -76,6 +76,7 @@ their sandboxes wiped before it exits.`,
 	f.StringVar(&cfg.StateDir, "state-dir", "/var/lib/tcc", "ledger, content-addressed store and sandbox state (root-only)")
 	f.StringVar(&cfg.Socket, "socket", api.DefaultSocket, "Unix socket for the control API and MCP")
 	f.StringVar(&cfg.Trust, "trust", "/etc/tcc/trust", "trust file: verifier keys of accepted cell signers, one per line")
+	f.StringVar(&cfg.CgroupParent, "cgroup-parent", "/tcc", "absolute cgroup path for the sandboxes, in every hierarchy; orphans under it are removed at start")
 	f.StringVar(&cfg.AdminGroup, "admin-group", "", "group (name or gid) whose members are admins besides root")
 	f.StringVar(&cfg.LedgerKey, "ledger-key", "", "note signer key for ledger checkpoints (default <state-dir>/keys/ledger.key, created on first start)")
 	f.IntVar(&cfg.MaxSandboxes, "max-sandboxes", 0, "concurrent sandboxes (default 2 per CPU)")
