@@ -47,18 +47,28 @@ cells:
 test: build
 	$(GO) test -count=1 ./...
 
+# test/: launch, monitor on/off, durable audited events/s (1, 8, 64
+# writers) and the other end-to-end figures;
+# kernel/monitor: what the BPF programs add to each syscall, host and cell.
 bench: build
 	$(GO) test -count=1 -run '^$$' -bench . -benchtime 200x ./test/...
+	$(GO) test -count=1 -run '^$$' -bench BenchmarkSyscall ./kernel/monitor/
 
 lint:
 	$(GO) vet ./...
 	$(GO) tool staticcheck ./...
 
+# BPF objects (bpf2go, needs clang) and kernel/monitor's syscall name table.
 generate:
-	$(GO) generate ./ebpf/...
+	$(GO) generate ./ebpf/... ./kernel/monitor/...
 
 demo: deps build
 	./test/demo.sh
+
+# MCP conformance suite against a real tccd (Node 22 and the suite go to
+# build/conformance); see test/conformance/README.md.
+conformance: build
+	./test/conformance/run.sh
 
 clean:
 	rm -rf $(BIN)

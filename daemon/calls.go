@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"net/http"
 
 	"github.com/trustcells/tcc/daemon/api"
@@ -38,7 +39,11 @@ func (d *Daemon) run(w http.ResponseWriter, r *http.Request, c caller) error {
 // audit events: call.begin, durable before anything is created, and
 // call.end after the wipe, carrying the verdict and what the call used.
 func (d *Daemon) call(ctx context.Context, c caller, ref string, input json.RawMessage, progress func(kernel.Progress)) (*outcome.Outcome, error) {
-	traceID := ledger.NewTraceID()
+	// Another tenant's cell is "not found" for this caller (auth.go).
+	if cl, err := d.kernel.Resolve(ref); err == nil && !c.sees(cl.Tenant) {
+		return nil, fmt.Errorf("cell %s: %w", ref, ledger.ErrNotFound)
+	}
+	traceID := traceIDFor(ctx) // ledgerapi.go: a replay passes its own
 	var (
 		begin    ledger.Event
 		cell     *kernel.Cell
@@ -72,6 +77,7 @@ func (d *Daemon) call(ctx context.Context, c caller, ref string, input json.RawM
 	d.learn(ctx, cell, o, counters, dev) // monitorapi.go: refine the baseline
 	end := begin
 	end.Seq, end.TimeNS, end.Type = 0, 0, ledger.TypeCallEnd
+	end.Ref = &begin.Seq // closes the call: the ledger refuses a second end
 	end.Verdict, end.Message, end.Monitor = string(o.Verdict), o.Message, o.Monitor
 	if len(o.Result) > 0 {
 		sum := sha256.Sum256(o.Result)

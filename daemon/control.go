@@ -104,7 +104,7 @@ func (d *Daemon) status(w http.ResponseWriter, r *http.Request, c caller) error 
 		Ledger:    api.Ledger{Size: d.ledger.Size(), Checkpoint: string(d.ledger.LatestCheckpoint())},
 		Sandboxes: api.Sandboxes{Running: running, Queued: queued, Max: maxR, Queue: maxQ},
 		Monitor:   api.Feature{Available: avail, Reason: why},
-		Caller:    api.Caller{ID: c.ID, Admin: c.Admin},
+		Caller:    api.Caller{ID: c.ID, Admin: c.Admin, Tenant: c.Tenant, Scopes: c.Scopes},
 	}
 	writeJSON(w, http.StatusOK, s)
 	return nil
@@ -160,12 +160,22 @@ func (d *Daemon) inspectCell(w http.ResponseWriter, r *http.Request, c caller) e
 }
 
 func (d *Daemon) lineage(w http.ResponseWriter, r *http.Request, c caller) error {
-	name := r.PathValue("name")
-	entries, err := d.ledger.Lineage(name)
+	out, err := d.lineageOf(r.PathValue("name"))
 	if err != nil {
 		return err
 	}
-	out := api.Lineage{Name: name, Entries: []api.LineageEntry{}}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// lineageOf is the history of a name as the API shows it (also the MCP
+// resource tcc://cells/{name}/lineage).
+func (d *Daemon) lineageOf(name string) (*api.Lineage, error) {
+	entries, err := d.ledger.Lineage(name)
+	if err != nil {
+		return nil, err
+	}
+	out := &api.Lineage{Name: name, Entries: []api.LineageEntry{}}
 	for _, e := range entries {
 		switch e.Kind {
 		case ledger.LineageRegister:
@@ -180,8 +190,7 @@ func (d *Daemon) lineage(w http.ResponseWriter, r *http.Request, c caller) error
 			out.Moves = append(out.Moves, api.HeadMove{Seq: e.Seq, Kind: string(e.Kind), From: string(e.From), To: string(e.To), At: nsTime(e.TimeNS)})
 		}
 	}
-	writeJSON(w, http.StatusOK, out)
-	return nil
+	return out, nil
 }
 
 func (d *Daemon) syscalls(w http.ResponseWriter, r *http.Request, c caller) error {
@@ -250,5 +259,3 @@ func nsTime(ns int64) time.Time {
 	}
 	return time.Unix(0, ns).UTC()
 }
-
-

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -20,6 +21,7 @@ import (
 	"github.com/trustcells/tcc/internal/keys"
 	"github.com/trustcells/tcc/kernel"
 	"github.com/trustcells/tcc/ledger"
+	"github.com/trustcells/tcc/mcp"
 )
 
 // Version is tccd's version, set at link time.
@@ -40,6 +42,30 @@ type Config struct {
 
 	ListenTCP string // optional loopback address for MCP over HTTP (mcp.go)
 	Tenants   string // tenants and scopes config file (auth.go)
+
+	// ReloadTrust, if set, re-reads the trust file at every receive (tccd
+	// wires SIGHUP to it). A file that does not parse keeps the old trust.
+	ReloadTrust <-chan os.Signal
+
+	// UnsafeTestProfiles compiles seccomp profiles without the forbidden
+	// list or argument narrowing (kernel.Config.UnsafeTestProfiles), so
+	// adversarial tests can reach the namespace and capability checks.
+	// Never for production: only a tccd built with the tcc_unsafe_test tag
+	// has it, and tccd refuses it without TCC_UNSAFE_TEST=1.
+	UnsafeTestProfiles bool
+
+	// NoMonitor runs cells without the eBPF behaviour monitor (seccomp,
+	// namespaces and limits still hold); MonitorPairsPerCell caps the
+	// syscall pairs it records per cell (0: default). See monitorapi.go.
+	NoMonitor           bool
+	MonitorPairsPerCell uint32
+
+	// BlobCap bounds the bytes of call inputs and outputs kept for replay
+	// (default 1 GiB; negative keeps none). BlobRetention is how long one
+	// is kept after its last call (default 30 days; negative: until the
+	// cap evicts it). See ledgerapi.go.
+	BlobCap       int64
+	BlobRetention time.Duration
 
 	Logger *slog.Logger
 }
@@ -72,6 +98,12 @@ type Daemon struct {
 	ledger *ledger.Ledger
 	kernel *kernel.Kernel
 	trust  atomic.Pointer[trustSet]
+	mon    monitorState // monitorapi.go: baselines being refined
+	audit  auditState   // ledgerapi.go: verifier key, blob store
+
+	tenants  *tenants    // tenants.go: who is in which tenant (set before serving)
+	tokenKey *tokenKey   // tokens.go: bearer token signing key
+	mcp      *mcp.Server // mcp.go: the MCP endpoint
 }
 
 // trustSet is the parsed trust file.
@@ -108,6 +140,9 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := d.loadTrust(); err != nil {
 		return err
 	}
+	if cfg.UnsafeTestProfiles {
+		d.log.Warn("UNSAFE TEST PROFILES: seccomp filters are compiled without the forbidden list or argument narrowing; this daemon is for adversarial tests only, never production")
+	}
 	signer, err := loadOrCreateLedgerKey(cfg.LedgerKey)
 	if err != nil {
 		return err
@@ -121,15 +156,20 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	defer d.ledger.Close()
+	// Only now: the ledger's lock says no other daemon owns this state.
+	d.removeStaleUploads()
 
 	d.kernel, err = kernel.New(ctx, kernel.Config{
-		StateDir:     filepath.Join(cfg.StateDir, "sandboxes"),
-		CgroupParent: cfg.CgroupParent,
-		MaxSandboxes: cfg.MaxSandboxes,
-		MaxQueue:     cfg.MaxQueue,
-		Catalog:      catalog{d},
-		Trust:        func() note.Verifiers { return d.trust.Load().verifiers },
-		Logger:       d.log,
+		StateDir:            filepath.Join(cfg.StateDir, "sandboxes"),
+		CgroupParent:        cfg.CgroupParent,
+		MaxSandboxes:        cfg.MaxSandboxes,
+		MaxQueue:            cfg.MaxQueue,
+		UnsafeTestProfiles:  cfg.UnsafeTestProfiles,
+		NoMonitor:           cfg.NoMonitor,
+		MonitorPairsPerCell: cfg.MonitorPairsPerCell,
+		Catalog:             catalog{d},
+		Trust:               func() note.Verifiers { return d.trust.Load().verifiers },
+		Logger:              d.log,
 	})
 	if err != nil {
 		return err
@@ -154,8 +194,16 @@ func Run(ctx context.Context, cfg Config) error {
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(d.log.Handler(), slog.LevelWarn),
 		BaseContext:       func(net.Listener) context.Context { return ctx },
+
+		// Without it an idle keep-alive connection is held for ever: any
+		// local user could pin the daemon's descriptors by the thousand.
+		IdleTimeout: 2 * time.Minute,
 	}
-	if _, err := d.ledger.Append(ctx, &ledger.Event{Type: "daemon.start", Attrs: map[string]string{"version": Version, "pid": strconv.Itoa(os.Getpid())}}); err != nil {
+	startAttrs := map[string]string{"version": Version, "pid": strconv.Itoa(os.Getpid())}
+	if cfg.UnsafeTestProfiles {
+		startAttrs["unsafe_test_profiles"] = "true"
+	}
+	if _, err := d.ledger.Append(ctx, &ledger.Event{Type: "daemon.start", Attrs: startAttrs}); err != nil {
 		l.Close()
 		return fmt.Errorf("record start: %w", err)
 	}
@@ -163,6 +211,18 @@ func Run(ctx context.Context, cfg Config) error {
 
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(l) }()
+	if cfg.ReloadTrust != nil {
+		go func() {
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-cfg.ReloadTrust:
+					d.reloadTrust()
+				}
+			}
+		}()
+	}
 	select {
 	case err := <-errc:
 		return fmt.Errorf("serve: %w", err)
@@ -175,6 +235,7 @@ func Run(ctx context.Context, cfg Config) error {
 		d.log.Warn("shutdown: connections still open", "err", err)
 		srv.Close()
 	}
+	d.flushBaselines(shutCtx) // monitorapi.go: refinements not yet recorded
 	if _, err := d.ledger.Append(shutCtx, &ledger.Event{Type: "daemon.stop"}); err != nil {
 		d.log.Error("record stop", "err", err)
 	}
@@ -206,6 +267,47 @@ func (d *Daemon) loadTrust() error {
 	}
 	d.trust.Store(&trustSet{verifiers: vs, names: names})
 	return nil
+}
+
+// reloadTrust re-reads the trust file while the daemon runs. The gate
+// checks every launch against the keys trusted at that moment, so a key
+// removed here stops its cells at their next call. A file that cannot be
+// read or parsed keeps the old trust set; a missing file trusts nothing,
+// as at start.
+func (d *Daemon) reloadTrust() {
+	old := d.trust.Load()
+	if err := d.loadTrust(); err != nil {
+		d.log.Error("trust file reload failed; keeping the keys trusted before", "trust", d.cfg.Trust, "err", err, "trusted", old.names)
+		return
+	}
+	now := d.trust.Load()
+	var added, removed []string
+	for _, n := range now.names {
+		if !slices.Contains(old.names, n) {
+			added = append(added, n)
+		}
+	}
+	for _, n := range old.names {
+		if !slices.Contains(now.names, n) {
+			removed = append(removed, n)
+		}
+	}
+	d.log.Info("trust file reloaded", "trust", d.cfg.Trust, "trusted", now.names, "added", added, "removed", removed)
+}
+
+// removeStaleUploads deletes capsule uploads a killed daemon left in
+// <state>/tmp: a registration that had not committed is simply absent.
+func (d *Daemon) removeStaleUploads() {
+	dir := filepath.Join(d.cfg.StateDir, "tmp")
+	ents, _ := os.ReadDir(dir)
+	for _, e := range ents {
+		p := filepath.Join(dir, e.Name())
+		if err := os.RemoveAll(p); err != nil {
+			d.log.Error("cannot remove a stale upload of a previous daemon", "path", p, "err", err)
+			continue
+		}
+		d.log.Warn("removed orphan of a previous daemon", "object", "upload "+p)
+	}
 }
 
 // loadOrCreateLedgerKey loads the checkpoint signer key, creating it on

@@ -34,7 +34,11 @@ type handler func(w http.ResponseWriter, r *http.Request, c caller) error
 
 func (d *Daemon) handle(h handler) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		c := d.callerOf(r)
+		c, err := d.authenticate(r) // auth.go
+		if err != nil {
+			d.refuseAuth(w, r, err)
+			return
+		}
 		if err := h(w, r, c); err != nil {
 			status, code := d.classify(err)
 			lvl := slog.LevelInfo

@@ -49,6 +49,9 @@ func (d *Daemon) register(w http.ResponseWriter, r *http.Request, c caller) erro
 	if err := d.kernel.Check(m); err != nil {
 		return err
 	}
+	if err := d.precheckRegister(m, v.Identity); err != nil { // catalog.go
+		return err
+	}
 	// Files first: a crash after this leaves unreferenced objects, never a
 	// record whose files are missing.
 	for _, file := range caps.Files() {

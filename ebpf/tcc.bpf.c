@@ -413,7 +413,12 @@ static __always_inline void count_pair(__u64 cgid, struct cell *c, struct stats 
 	}
 	__sync_fetch_and_add(&c->pairs, 1);
 	if ((c->flags & CELL_KNOWN_PAIRS) && !bpf_map_lookup_elem(&tcc_known, &k)) {
-		if (st->novel_pairs++ == 0)
+		/* Notify the 1st, 2nd, 4th, 8th... novel pair (per CPU): the
+		 * first few wake userspace at once, since one may not be enough
+		 * to deviate; a cell making thousands cannot flood the ring. */
+		__u64 n = ++st->novel_pairs;
+
+		if ((n & (n - 1)) == 0)
 			notify(cgid, EV_NOVEL_PAIR, nr);
 	}
 }

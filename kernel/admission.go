@@ -4,47 +4,85 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync/atomic"
+	"sync"
 )
 
 // ErrBusy means every sandbox slot is taken and the queue is full.
 var ErrBusy = errors.New("busy")
 
 // admission bounds concurrent sandboxes and the calls waiting for one.
+//
+// A freed slot is handed to the first waiter under the lock, so "running"
+// and "queued" are exact at every moment: a caller that releases a slot and
+// asks again at once (probation does) finds the queue as it really is, not
+// still counting the waiter that was just let in.
 type admission struct {
-	slots    chan struct{}
-	maxQueue int64
-	queued   atomic.Int64
+	max, maxQueue int
+
+	mu      sync.Mutex
+	running int             // slots taken, including ones handed to waiters
+	waiters []chan struct{} // FIFO; closed when the slot is handed over
 }
 
 func newAdmission(max, queue int) *admission {
-	return &admission{slots: make(chan struct{}, max), maxQueue: int64(queue)}
+	return &admission{max: max, maxQueue: queue}
 }
 
 // acquire waits for a slot. It fails at once with ErrBusy when the queue is
 // full, and with ctx's error if the caller gives up while queued.
 func (a *admission) acquire(ctx context.Context) (release func(), err error) {
-	select {
-	case a.slots <- struct{}{}:
+	a.mu.Lock()
+	if a.running < a.max && len(a.waiters) == 0 {
+		a.running++
+		a.mu.Unlock()
 		return a.release, nil
-	default:
 	}
-	if a.queued.Add(1) > a.maxQueue {
-		a.queued.Add(-1)
-		return nil, fmt.Errorf("%w: %d sandboxes running and %d calls queued; retry later", ErrBusy, cap(a.slots), a.maxQueue)
+	if len(a.waiters) >= a.maxQueue {
+		a.mu.Unlock()
+		return nil, fmt.Errorf("%w: %d sandboxes running and %d calls queued; retry later", ErrBusy, a.max, a.maxQueue)
 	}
-	defer a.queued.Add(-1)
+	ready := make(chan struct{})
+	a.waiters = append(a.waiters, ready)
+	a.mu.Unlock()
+
 	select {
-	case a.slots <- struct{}{}:
+	case <-ready:
 		return a.release, nil
 	case <-ctx.Done():
-		return nil, ctx.Err()
 	}
+	a.mu.Lock()
+	select {
+	case <-ready:
+		// Handed a slot as the caller gave up: pass it on.
+		a.mu.Unlock()
+		a.release()
+	default:
+		for i, w := range a.waiters {
+			if w == ready {
+				a.waiters = append(a.waiters[:i], a.waiters[i+1:]...)
+				break
+			}
+		}
+		a.mu.Unlock()
+	}
+	return nil, ctx.Err()
 }
 
-func (a *admission) release() { <-a.slots }
+// release frees a slot, or hands it to the first waiter.
+func (a *admission) release() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if len(a.waiters) > 0 {
+		close(a.waiters[0])
+		a.waiters = a.waiters[1:]
+		return
+	}
+	a.running--
+}
 
-// Load reports running and queued calls.
+// load reports running and queued calls.
 func (a *admission) load() (running, queued int) {
-	return len(a.slots), int(a.queued.Load())
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.running, len(a.waiters)
 }

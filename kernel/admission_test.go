@@ -54,3 +54,45 @@ func TestAdmissionCancelWhileQueued(t *testing.T) {
 		t.Errorf("queued = %d after cancel, want 0", q)
 	}
 }
+
+// A caller that releases its slot and asks again at once, while one call
+// waits, must queue behind it, never be told busy: the slot went to the
+// waiter, and the queue is empty again (probation works this way).
+func TestAdmissionReacquireAfterHandoff(t *testing.T) {
+	a := newAdmission(1, 1)
+	for range 200 {
+		rel, err := a.acquire(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := make(chan func(), 1)
+		go func() {
+			r, err := a.acquire(context.Background())
+			if err != nil {
+				t.Error(err)
+			}
+			got <- r
+		}()
+		for {
+			if _, q := a.load(); q == 1 {
+				break
+			}
+			time.Sleep(10 * time.Microsecond)
+		}
+		rel()
+		again := make(chan func(), 1)
+		go func() {
+			r, err := a.acquire(context.Background())
+			if err != nil {
+				t.Errorf("acquire right after a handoff: %v", err)
+				r = func() {}
+			}
+			again <- r
+		}()
+		(<-got)()
+		(<-again)()
+		if r, q := a.load(); r != 0 || q != 0 {
+			t.Fatalf("after all releases: running %d queued %d", r, q)
+		}
+	}
+}

@@ -42,6 +42,18 @@ type Config struct {
 
 	// NoMonitor runs without the eBPF monitor even if the kernel has it.
 	NoMonitor bool
+	// MonitorPairsPerCell caps the distinct syscall pairs the monitor
+	// records per cell (0: its default, 2048). A cell past it has lost
+	// events and is halted; tests set it tiny to provoke that.
+	MonitorPairsPerCell uint32
+
+	// UnsafeTestProfiles compiles every contract with
+	// seccomp.CompileUnsafeForTest: forbidden syscalls may be granted and
+	// arguments are not narrowed. It exists only so that adversarial tests
+	// can show namespaces and capabilities refusing what seccomp would
+	// otherwise kill. Only a binary built with the tcc_unsafe_test tag has
+	// it (unsafe_test_hatch.go); New fails in any other build.
+	UnsafeTestProfiles bool
 
 	Logger *slog.Logger
 }
@@ -98,6 +110,9 @@ func New(ctx context.Context, cfg Config) (*Kernel, error) {
 	if cfg.Catalog == nil || cfg.Trust == nil {
 		return nil, errors.New("kernel: Config.Catalog and Config.Trust are required")
 	}
+	if cfg.UnsafeTestProfiles && unsafeCompile == nil {
+		return nil, fmt.Errorf("trust kernel: %w", ErrNoUnsafeProfiles)
+	}
 	if cfg.MaxSandboxes <= 0 {
 		cfg.MaxSandboxes = 2 * runtime.NumCPU()
 	}
@@ -127,7 +142,7 @@ func New(ctx context.Context, cfg Config) (*Kernel, error) {
 	}
 	if cfg.NoMonitor {
 		k.monitorErr = errors.New("disabled by configuration")
-	} else if m, err := monitor.Open(monitor.Options{MaxCells: uint32(cfg.MaxSandboxes)}); err != nil {
+	} else if m, err := monitor.Open(monitor.Options{MaxCells: uint32(cfg.MaxSandboxes), PairsPerCell: cfg.MonitorPairsPerCell}); err != nil {
 		k.monitorErr = err
 		k.log.Warn("behaviour monitor unavailable; cells still run with seccomp, namespaces and limits", "err", err)
 	} else {
@@ -177,9 +192,10 @@ type Request struct {
 	Unsigned bool
 	// Baseline, if set, replaces the catalogue's baseline for this call.
 	Baseline *monitor.Baseline
-	// Observe, if set, receives the monitor's final counters and their
-	// score against the baseline used, after the cell exited (not called
-	// when the monitor is unavailable).
+	// Observe, if set, receives the monitor's final counters (with the
+	// cgroup's CPU time and peak memory) and the worse of their score and
+	// the deviation acted on while the cell ran, after it exited (not
+	// called when the monitor is unavailable).
 	Observe func(monitor.Counters, monitor.Deviation)
 
 	// Begin, if set, is called once the call is admitted and before
@@ -271,7 +287,7 @@ func (k *Kernel) compile(cell *Cell) (*compiled, error) {
 		return c, nil
 	}
 	m := cell.Manifest
-	p, err := seccomp.Compile(m.Syscalls)
+	p, err := k.compileSyscalls(m.Syscalls)
 	if err != nil {
 		return nil, fmt.Errorf("cell %s: seccomp profile: %w", m.Name, err)
 	}
@@ -288,6 +304,24 @@ func (k *Kernel) compile(cell *Cell) (*compiled, error) {
 	return c, nil
 }
 
+// unsafeCompile is seccomp.CompileUnsafeForTest in a binary built with the
+// tcc_unsafe_test tag (unsafe_test_hatch.go) and nil in every other build,
+// so that a production tccd does not contain the unsafe compiler at all.
+var unsafeCompile func(manifest.Syscalls) (*seccomp.Profile, error)
+
+// ErrNoUnsafeProfiles means Config.UnsafeTestProfiles was set in a binary
+// built without the tcc_unsafe_test tag.
+var ErrNoUnsafeProfiles = errors.New("unsafe test profiles are not built into this binary (go build -tags seccomp,tcc_unsafe_test); production builds cannot weaken seccomp filters")
+
+// compileSyscalls is seccomp.Compile, or its unsafe test variant when the
+// kernel was configured with UnsafeTestProfiles.
+func (k *Kernel) compileSyscalls(s manifest.Syscalls) (*seccomp.Profile, error) {
+	if k.cfg.UnsafeTestProfiles {
+		return unsafeCompile(s)
+	}
+	return seccomp.Compile(s)
+}
+
 // Syscalls returns the final seccomp allow-list of a cell.
 func (k *Kernel) Syscalls(cell *Cell) ([]string, error) {
 	c, err := k.compile(cell)
@@ -301,7 +335,7 @@ func (k *Kernel) Syscalls(cell *Cell) ([]string, error) {
 // profile, the schemas), so that registration refuses a manifest the kernel
 // could not run, with the reason.
 func (k *Kernel) Check(m *manifest.Manifest) error {
-	if _, err := seccomp.Compile(m.Syscalls); err != nil {
+	if _, err := k.compileSyscalls(m.Syscalls); err != nil {
 		return err
 	}
 	if _, err := m.Input.Validator(); err != nil {

@@ -18,6 +18,7 @@ import (
 	"github.com/trustcells/tcc/kernel/monitor"
 	"github.com/trustcells/tcc/kernel/outcome"
 	"github.com/trustcells/tcc/kernel/sandbox"
+	seccompprofiles "github.com/trustcells/tcc/seccomp-profiles"
 )
 
 const (
@@ -61,12 +62,20 @@ func (k *Kernel) run(ctx context.Context, cell *Cell, c *compiled, req Request, 
 	}
 	defer pr.Close()
 
+	created := time.Now()
 	sb, err := k.sandboxes.Prepare(ctx, k.spec(cell, c, req, stdout, stderr, pw))
 	pw.Close() // the cell holds its own copy
 	if err != nil {
+		if ctx.Err() != nil {
+			// The caller went away (or the daemon is stopping) while the
+			// sandbox was being made: nothing ran, nothing failed.
+			o.Verdict, o.Message = outcome.Cancelled, fmt.Sprintf("the call was cancelled before cell %s started; it never ran", m.Name)
+			return
+		}
 		fail("prepare sandbox", err)
 		return
 	}
+	prepared := time.Now()
 	progressDone := make(chan struct{})
 	go func() {
 		defer close(progressDone)
@@ -97,6 +106,8 @@ func (k *Kernel) run(ctx context.Context, cell *Cell, c *compiled, req Request, 
 		if !o.Wipe.Clean {
 			k.log.Error("sandbox not wiped clean", "cell", m.Name, "trace_id", req.TraceID, "leftovers", o.Wipe.Leftovers)
 		}
+		// The whole life of the sandbox, create to wiped, for benchmarks.
+		k.log.Debug("sandbox timing", "cell", m.Name, "trace_id", req.TraceID, "prepare", prepared.Sub(created), "run", time.Duration(o.Duration), "wipe", rep.Duration, "total", time.Since(created))
 		<-progressDone
 	}()
 
@@ -139,6 +150,7 @@ func (k *Kernel) run(ctx context.Context, cell *Cell, c *compiled, req Request, 
 		if final, err = watch.Close(); err != nil {
 			k.log.Warn("monitor close", "cell", m.Name, "err", err)
 		}
+		final.CPU, final.PeakMemory = r.stats.CPUTime, r.stats.MemoryPeak
 	}
 	o.ExitCode = exit.Code
 	if exit.Signal != 0 {
@@ -148,7 +160,13 @@ func (k *Kernel) run(ctx context.Context, cell *Cell, c *compiled, req Request, 
 	k.classify(o, m, c, r, exit, stdout, final)
 	o.Monitor = r.report(final)
 	if watch != nil && req.Observe != nil {
-		req.Observe(final, monitor.Score(final, base))
+		// The worse of what was seen while it ran and at the end: a run
+		// that deviated mid-way must not teach a baseline.
+		d := r.score(final)
+		if r.deviation != nil && r.deviation.Score > d.Score {
+			d = *r.deviation
+		}
+		req.Observe(final, d)
 	}
 }
 
@@ -197,9 +215,10 @@ type running struct {
 	cell  *Cell
 	stats sandbox.Stats
 
-	stopped   stopReason
-	deviation *monitor.Deviation // the first deviation seen while running
-	action    string             // what the policy did about it
+	stopped     stopReason
+	scoredNovel uint64             // Counters.NovelPairs at the last score
+	deviation   *monitor.Deviation // the first deviation seen while running
+	action      string             // what the policy did about it
 }
 
 // wait waits for the cell to exit, killing it at the deadline, on output
@@ -281,22 +300,29 @@ func (r *running) check(full bool) (halt bool) {
 		return true
 	}
 	if c.Kills > 0 {
-		return false // seccomp is killing it; the verdict will be violation
+		// seccomp killed one of the cell's tasks. Whichever it was, the
+		// contract is broken: stop the whole cell, so that it cannot go
+		// on (nor keep the monitor from judging it) by sacrificing a
+		// child to the filter. classify calls it a violation.
+		return true
 	}
 	if c.Lost() {
 		r.note(monitor.Score(c, nil), "halted (fail closed: the monitor lost events)")
 		return true
 	}
-	if !full && (r.base == nil || c.NovelPairs == 0) {
+	// Between full scores, only a novel pair the last score did not see
+	// is worth reading everything for.
+	if !full && c.NovelPairs <= r.scoredNovel {
 		return false
 	}
+	r.scoredNovel = c.NovelPairs
 	if !full {
 		if c, err = r.watch.Snapshot(); err != nil {
 			return false
 		}
 	}
-	d := monitor.Score(c, r.base)
-	if d.Score < r.cell.Manifest.Monitor.Threshold || r.base == nil {
+	d := r.score(c)
+	if d.Score < r.cell.Manifest.Monitor.Threshold {
 		return false
 	}
 	switch r.cell.Manifest.Monitor.Policy {
@@ -317,6 +343,29 @@ func (r *running) check(full bool) (halt bool) {
 	}
 	return false
 }
+
+// score judges counters against the baseline and what the contract
+// declares (the entropy band), which holds even without a baseline.
+func (r *running) score(c monitor.Counters) monitor.Deviation {
+	x := monitor.Expect{Runtime: runtimeSyscalls()}
+	if e := r.cell.Manifest.Monitor.Entropy; e != nil {
+		x.Entropy = &monitor.Band{Min: e.Min, Max: e.Max}
+	}
+	return monitor.ScoreWith(c, r.base, x)
+}
+
+// runtimeSyscalls are the seccomp base set's numbers: what every cell's
+// runtime may make at moments that depend on timing, whose novelty the
+// monitor weighs low (monitor.Expect.Runtime).
+var runtimeSyscalls = sync.OnceValue(func() map[uint32]bool {
+	m := map[uint32]bool{}
+	for _, name := range seccompprofiles.Base().Syscalls {
+		if nr, ok := monitor.SyscallNumber(name); ok {
+			m[nr] = true
+		}
+	}
+	return m
+})
 
 func (r *running) note(d monitor.Deviation, action string) {
 	if r.deviation == nil {
@@ -343,7 +392,12 @@ func (r *running) report(final monitor.Counters) json.RawMessage {
 		rep.Fingerprint = &fp
 		if r.deviation != nil {
 			rep.Deviation, rep.Action = r.deviation, r.action
-		} else if d := monitor.Score(final, r.base); d.Deviant() && r.base != nil {
+			// A cell that was not halted ran on: its whole run says more
+			// than the moment the deviation was first seen.
+			if d := r.score(final); r.stopped != stopHalt && d.Score > r.deviation.Score {
+				rep.Deviation = &d
+			}
+		} else if d := r.score(final); d.Deviant() {
 			rep.Deviation, rep.Action = &d, "logged after exit"
 		}
 	}
@@ -358,7 +412,8 @@ func (k *Kernel) classify(o *outcome.Outcome, m *manifest.Manifest, c *compiled,
 		o.Verdict, o.Message = v, fmt.Sprintf(format, args...)
 	}
 	switch {
-	case exit.Signal == syscall.SIGSYS:
+	case exit.Signal == syscall.SIGSYS || final.Kills > 0:
+		// The cell itself, or any process of it, was killed by seccomp.
 		v := &outcome.SyscallViolation{Nr: -1}
 		if len(final.SeccompKills) > 0 {
 			v.Nr, v.Syscall = int(final.SeccompKills[0].Nr), final.SeccompKills[0].Name

@@ -206,10 +206,10 @@ func (l *Ledger) Revoke(ctx context.Context, id manifest.Identity, ev Event) (*E
 const attrNewHead = "new_head"
 
 func (l *Ledger) submitInternal(ctx context.Context, op string, ev *Event, mut Mutation) (*Event, error) {
-	if err := ev.validate(); err != nil {
+	if err := validateEvent(ev); err != nil {
 		return nil, fmt.Errorf("%s: %w", op, err)
 	}
-	res, err := l.submit(ctx, &request{ev: ev.clone(), muts: []Mutation{mut}, internal: true})
+	res, err := l.submit(ctx, &request{ev: cloneEvent(ev), muts: []Mutation{mut}, internal: true})
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", op, err)
 	}

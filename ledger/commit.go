@@ -3,6 +3,7 @@ package ledger
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sync/atomic"
@@ -209,10 +210,10 @@ func (l *Ledger) Append(ctx context.Context, ev *Event, muts ...Mutation) (uint6
 	case TypeCellRegister, TypeCellRollback, TypeCellRevoke:
 		return 0, fmt.Errorf("append %s: %w: catalogue events are written by Register, Rollback and Revoke", ev.Type, ErrInvalid)
 	}
-	if err := ev.validate(); err != nil {
+	if err := validateEvent(ev); err != nil {
 		return 0, fmt.Errorf("append: %w", err)
 	}
-	res, err := l.submit(ctx, &request{ev: ev.clone(), muts: muts})
+	res, err := l.submit(ctx, &request{ev: cloneEvent(ev), muts: muts})
 	if err != nil {
 		return 0, fmt.Errorf("append %s: %w", ev.Type, err)
 	}
@@ -359,6 +360,9 @@ func (l *Ledger) commitGroup(group []*request, forceCP bool) {
 		}
 		tx := &Txn{b: b, ev: ev, internal: r.internal}
 		data, hashes, err := l.prepare(tx, r.muts, size, hr)
+		if err == nil {
+			err = checkRef(b, ev, size)
+		}
 		if err != nil {
 			r.answer(result{err: err})
 			continue
@@ -384,6 +388,10 @@ func (l *Ledger) commitGroup(group []*request, forceCP bool) {
 				fail(err)
 				return
 			}
+		}
+		if err := indexCall(b, ev, size); err != nil {
+			fail(err)
+			return
 		}
 		size++
 		r.res = result{ev: ev}
@@ -423,6 +431,9 @@ func (l *Ledger) commitGroup(group []*request, forceCP bool) {
 		}
 		l.frontier = frontier
 		l.size.Store(size)
+		if size > start {
+			l.grew()
+		}
 		if signCP {
 			l.latest.Store(latest)
 			l.lastCP = now
@@ -444,7 +455,7 @@ func (l *Ledger) prepare(tx *Txn, muts []Mutation, seq uint64, hr *hashReader) (
 	}
 	ev := tx.ev
 	ev.Seq = seq
-	if err := ev.validate(); err != nil {
+	if err := validateEvent(ev); err != nil {
 		return nil, nil, err
 	}
 	data, err := ev.Encode()
@@ -459,4 +470,55 @@ func (l *Ledger) prepare(tx *Txn, muts []Mutation, seq uint64, hr *hashReader) (
 		return nil, nil, fmt.Errorf("tree hashes for %d: %w", seq, err)
 	}
 	return data, hashes, nil
+}
+
+// checkRef checks what an event's Ref points at: an earlier event; for a
+// call.end or call.aborted, a call.begin that is still open (so a call ends
+// at most once); for a call.replay, a call.begin.
+func checkRef(b *pebble.Batch, ev *Event, size uint64) error {
+	if ev.Ref == nil {
+		return nil
+	}
+	ref := *ev.Ref
+	if ref >= size {
+		return fmt.Errorf("%w: %s refers to seq %d, past the end of the log", ErrInvalid, ev.Type, ref)
+	}
+	switch ev.Type {
+	case TypeCallEnd, TypeCallAborted:
+		if _, err := getCopy(b, openKey(ref)); errors.Is(err, ErrNotFound) {
+			return fmt.Errorf("%w: %s refers to seq %d, which is not an open call.begin (it was closed already, or is not a call.begin)", ErrInvalid, ev.Type, ref)
+		} else if err != nil {
+			return err
+		}
+	case TypeCallReplay:
+		raw, err := getCopy(b, eventKey(ref))
+		if err != nil {
+			return fmt.Errorf("call.replay: event %d: %w", ref, err)
+		}
+		orig, err := DecodeEvent(raw)
+		if err != nil {
+			return fmt.Errorf("%w: event %d: %v", ErrCorrupt, ref, err)
+		}
+		if orig.Type != TypeCallBegin {
+			return fmt.Errorf("%w: call.replay refers to seq %d, a %s event, not a call.begin", ErrInvalid, ref, orig.Type)
+		}
+	}
+	return nil
+}
+
+// indexCall keeps the open-call index in the batch of the event: a
+// call.begin opens o/<seq>; the call.end or call.aborted that closes it
+// removes it and records end/<begin> = its own seq. After a crash the
+// index lists exactly the calls whose end was never recorded.
+func indexCall(b *pebble.Batch, ev *Event, seq uint64) error {
+	switch {
+	case ev.Type == TypeCallBegin:
+		return b.Set(openKey(seq), nil, nil)
+	case ev.Ref != nil && (ev.Type == TypeCallEnd || ev.Type == TypeCallAborted):
+		if err := b.Delete(openKey(*ev.Ref), nil); err != nil {
+			return err
+		}
+		return b.Set(endKey(*ev.Ref), seqKey(nil, seq), nil)
+	}
+	return nil
 }

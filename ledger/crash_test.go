@@ -20,6 +20,7 @@ import (
 	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/trustcells/tcc/cells/manifest"
+	"github.com/trustcells/tcc/ledger/audit"
 )
 
 // The crash and lock tests re-execute the test binary as a child that
@@ -77,6 +78,23 @@ func runChild(mode, dir string) error {
 			}
 		})
 	}
+	wg.Go(func() {
+		// Calls: a begin, then usually its end; some stay open.
+		for i := 0; ; i++ {
+			seq, err := l.Append(ctx, &Event{Type: TypeCallBegin, TraceID: NewTraceID(), Tenant: "tenant-call"})
+			if err == nil && i%5 != 0 {
+				typ := TypeCallEnd
+				if i%7 == 0 {
+					typ = TypeCallAborted
+				}
+				_, err = l.Append(ctx, &Event{Type: typ, Ref: &seq, Tenant: "tenant-call"})
+			}
+			if err != nil {
+				errc <- err
+				return
+			}
+		}
+	})
 	wg.Go(func() {
 		for i := 0; ; i++ {
 			if err := catalogueStep(ctx, l); err != nil {
@@ -197,6 +215,15 @@ func TestCrash(t *testing.T) {
 			t.Fatalf("round %d: size went down from %d to %d", round, last, size)
 		}
 		checkConsistent(t, l)
+		if round == 7 {
+			var buf bytes.Buffer
+			if _, err := l.Export(context.Background(), &buf, ExportOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := audit.VerifyExport(&buf, "crash.jsonl", testVerifiers(t)); err != nil {
+				t.Fatalf("export after the crashes: %v", err)
+			}
+		}
 		t.Logf("round %d: killed after %v: %d events (+%d)", round, alive, size, size-last)
 		last = size
 		if err := l.Close(); err != nil {
@@ -288,7 +315,7 @@ func checkConsistent(t *testing.T, l *Ledger) {
 	}
 
 	// Catalogue: replay the log and compare with every catalogue key.
-	want := map[string]map[string]string{"cell/": {}, "head/": {}, "rev/": {}, "l/": {}, "r/": {}, "x/": {}, "t/": {}}
+	want := map[string]map[string]string{"cell/": {}, "head/": {}, "rev/": {}, "l/": {}, "r/": {}, "x/": {}, "t/": {}, "o/": {}, "end/": {}}
 	heads := map[string]manifest.Identity{}
 	parents := map[manifest.Identity]manifest.Identity{}
 	for _, ev := range events {
@@ -296,6 +323,14 @@ func checkConsistent(t *testing.T, l *Ledger) {
 			want["t/"][string(tenantKey(ev.Tenant, ev.Seq))] = ""
 		}
 		switch ev.Type {
+		case TypeCallBegin:
+			want["o/"][string(openKey(ev.Seq))] = ""
+		case TypeCallEnd, TypeCallAborted:
+			if _, ok := want["o/"][string(openKey(*ev.Ref))]; !ok {
+				t.Fatalf("event %d closes call %d, which is not open", ev.Seq, *ev.Ref)
+			}
+			delete(want["o/"], string(openKey(*ev.Ref)))
+			want["end/"][string(endKey(*ev.Ref))] = string(seqKey(nil, ev.Seq))
 		case "test.call":
 			want["x/"][fmt.Sprintf("x/n/%020d", ev.Seq)] = ev.TraceID
 		case TypeCellRegister:

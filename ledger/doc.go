@@ -7,7 +7,11 @@
 // of an event are a leaf of an RFC 6962 Merkle tree (golang.org/x/mod/sumdb/tlog),
 // and the tree is summarised by C2SP checkpoints signed with a note key, so
 // anyone holding the verifier key can check inclusion and consistency
-// offline with VerifyCheckpoint, VerifyInclusion and VerifyConsistency.
+// offline. The event format, the proof and export documents and their
+// verifier live in package ledger/audit, which does not link pebble; the
+// ledger writes them (InclusionProof, ConsistencyProof, Export). Calls are
+// indexed while open, so a crash's unfinished calls can be closed
+// (OpenCalls). Package ledger/blobs keeps call inputs for replay.
 //
 // Appends are group-committed: one goroutine applies queued appends in
 // order to one batch and syncs it once. Catalogue changes are Mutations run

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/trustcells/tcc/cells/manifest"
+	"github.com/trustcells/tcc/ledger/audit"
 )
 
 var (
@@ -41,9 +42,9 @@ var (
 	// ErrObjectCorrupt: a stored object no longer hashes to its name.
 	ErrObjectCorrupt = errors.New("object content does not match its digest")
 	// ErrBadCheckpoint: a checkpoint that does not parse or verify.
-	ErrBadCheckpoint = errors.New("bad checkpoint")
+	ErrBadCheckpoint = audit.ErrBadCheckpoint
 	// ErrBadProof: an inclusion or consistency proof that does not verify.
-	ErrBadProof = errors.New("proof does not verify")
+	ErrBadProof = audit.ErrBadProof
 )
 
 // LineageError is a registration whose parent is not the current head of

@@ -8,108 +8,53 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/google/uuid"
-
-	"github.com/trustcells/tcc/cells/manifest"
+	"github.com/trustcells/tcc/ledger/audit"
 )
+
+// The event format belongs to package audit, the offline verifier, so that
+// an auditor's tools need not link pebble. These aliases keep the ledger's
+// API whole.
 
 // Event types. The catalogue types (cell.*) are written only by Register,
 // Rollback and Revoke; Append refuses them so the log and the catalogue
 // cannot disagree.
 const (
-	TypeCellRegister = "cell.register"
-	TypeCellRollback = "cell.rollback"
-	TypeCellRevoke   = "cell.revoke"
-	TypeCallBegin    = "call.begin"
-	TypeCallEnd      = "call.end"
-	TypeCallAborted  = "call.aborted"
-	TypeCallReplay   = "call.replay"
-	TypeTokenIssue   = "token.issue"
-	TypeTokenRevoke  = "token.revoke"
-	TypeVaultPut     = "vault.put"
-	TypeVaultRead    = "vault.read"
-	TypeDaemonStart  = "daemon.start"
-	TypeDaemonStop   = "daemon.stop"
+	TypeCellRegister = audit.TypeCellRegister
+	TypeCellRollback = audit.TypeCellRollback
+	TypeCellRevoke   = audit.TypeCellRevoke
+	TypeCallBegin    = audit.TypeCallBegin
+	TypeCallEnd      = audit.TypeCallEnd
+	TypeCallAborted  = audit.TypeCallAborted
+	TypeCallReplay   = audit.TypeCallReplay
+	TypeTokenIssue   = audit.TypeTokenIssue
+	TypeTokenRevoke  = audit.TypeTokenRevoke
+	TypeVaultPut     = audit.TypeVaultPut
+	TypeVaultRead    = audit.TypeVaultRead
+	TypeDaemonStart  = audit.TypeDaemonStart
+	TypeDaemonStop   = audit.TypeDaemonStop
 )
 
 // MaxEventSize bounds one encoded event.
-const MaxEventSize = 1 << 20
+const MaxEventSize = audit.MaxEventSize
 
-// Event is one entry of the audit log. Its encoding (Encode) is the Merkle
-// leaf, so every field here is part of the verifiable format: add fields
-// only at the end and only with omitempty.
-type Event struct {
-	Seq          uint64            `json:"seq"` // 0-based index in the log = Merkle leaf index
-	TimeNS       int64             `json:"timestamp_ns"`
-	Type         string            `json:"type"`
-	TraceID      string            `json:"trace_id,omitempty"` // UUIDv7 shared by one request's events
-	Tenant       string            `json:"tenant,omitempty"`
-	Caller       string            `json:"caller,omitempty"` // "uid:1000" or "jti:…"
-	Cell         string            `json:"cell,omitempty"`   // cell name
-	Identity     manifest.Identity `json:"identity,omitempty"`
-	Parent       manifest.Identity `json:"parent,omitempty"` // register: the parent; rollback: the head it moved from
-	InputSHA256  string            `json:"input_sha256,omitempty"`
-	OutputSHA256 string            `json:"output_sha256,omitempty"`
-	Verdict      string            `json:"verdict,omitempty"`
-	Message      string            `json:"message,omitempty"`
-	Usage        *Usage            `json:"usage,omitempty"`
-	Violations   []string          `json:"violations,omitempty"`
-	Wipe         *Wipe             `json:"wipe,omitempty"`
-	Monitor      json.RawMessage   `json:"monitor,omitempty"` // produced deterministically by the monitor
-	Attrs        map[string]string `json:"attrs,omitempty"`
-}
-
-// Usage is what one call consumed.
-type Usage struct {
-	WallNS          int64  `json:"wall_ns"`
-	CPUNS           int64  `json:"cpu_ns"`
-	PeakMemoryBytes int64  `json:"peak_memory_bytes"`
-	ExitCode        int    `json:"exit_code"`
-	Signal          string `json:"signal,omitempty"` // e.g. "SIGKILL" when a signal ended the cell
-}
-
-// Wipe is the result of tearing a sandbox down and checking the absence.
-type Wipe struct {
-	Clean     bool     `json:"clean"`
-	Leftovers []string `json:"leftovers,omitempty"`
-	ElapsedNS int64    `json:"elapsed_ns"`
-}
-
-// Encode returns the event's canonical bytes, which are its Merkle leaf:
-// encoding/json output of the struct (keys in declared order, omitempty
-// fields left out, map keys sorted, Monitor compacted), with HTML escaping
-// off and no trailing newline. DecodeEvent followed by Encode reproduces
-// the bytes of every event this package stored.
-func (e *Event) Encode() ([]byte, error) {
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(e); err != nil {
-		return nil, fmt.Errorf("encode event: %w", err)
-	}
-	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
-}
+type (
+	// Event is one entry of the audit log; see audit.Event.
+	Event = audit.Event
+	// Usage is what one call consumed.
+	Usage = audit.Usage
+	// Wipe is the result of tearing a sandbox down and checking the absence.
+	Wipe = audit.Wipe
+)
 
 // DecodeEvent parses stored event bytes. Unknown fields are an error.
-func DecodeEvent(data []byte) (*Event, error) {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	var e Event
-	if err := dec.Decode(&e); err != nil {
-		return nil, fmt.Errorf("decode event: %w", err)
-	}
-	if dec.More() {
-		return nil, fmt.Errorf("decode event: %w: trailing data", ErrInvalid)
-	}
-	return &e, nil
-}
+func DecodeEvent(data []byte) (*Event, error) { return audit.DecodeEvent(data) }
 
 // NewTraceID returns a fresh UUIDv7 for Event.TraceID.
-func NewTraceID() string { return uuid.Must(uuid.NewV7()).String() }
+func NewTraceID() string { return audit.NewTraceID() }
 
-// clone copies e deeply enough that the committer and Mutations never
+// cloneEvent copies e deeply enough that the committer and Mutations never
 // share a map or slice with the caller.
-func (e *Event) clone() *Event {
+func cloneEvent(e *Event) *Event {
 	c := *e
 	c.Attrs = maps.Clone(e.Attrs)
 	c.Violations = slices.Clone(e.Violations)
@@ -123,10 +68,14 @@ func (e *Event) clone() *Event {
 		w.Leftovers = slices.Clone(e.Wipe.Leftovers)
 		c.Wipe = &w
 	}
+	if e.Ref != nil {
+		r := *e.Ref
+		c.Ref = &r
+	}
 	return &c
 }
 
-func (e *Event) validate() error {
+func validateEvent(e *Event) error {
 	if e.Type == "" {
 		return fmt.Errorf("%w: event has no type", ErrInvalid)
 	}
@@ -138,6 +87,9 @@ func (e *Event) validate() error {
 	}
 	if len(e.Monitor) > 0 && !json.Valid(e.Monitor) {
 		return fmt.Errorf("%w: event monitor field is not valid JSON", ErrInvalid)
+	}
+	if e.Type == TypeCallBegin && e.Ref != nil {
+		return fmt.Errorf("%w: a call.begin refers to no earlier event", ErrInvalid)
 	}
 	return nil
 }

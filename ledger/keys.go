@@ -22,6 +22,8 @@ import (
 //	r/<name>/<seq>            empty; rollback or revoke event that moved the head of name
 //	head/<name>               identity of the current head
 //	rev/<identity>            seq of the revoke event
+//	o/<seq>                   empty; a call.begin no call.end or call.aborted closed yet
+//	end/<seq>                 seq of the call.end or call.aborted that closed call.begin seq
 //	x/...                     free for Mutations of other packages
 var (
 	keySize = []byte("meta/size")
@@ -34,6 +36,8 @@ var (
 	pMove   = []byte("r/")
 	pHead   = []byte("head/")
 	pRev    = []byte("rev/")
+	pOpen   = []byte("o/")
+	pEnd    = []byte("end/")
 )
 
 // PrefixExternal is where Mutations of other packages keep their state;
@@ -57,6 +61,8 @@ func seqKey(prefix []byte, n uint64) []byte {
 func eventKey(seq uint64) []byte { return seqKey(pEvent, seq) }
 func hashKey(i int64) []byte     { return seqKey(pHash, uint64(i)) }
 func cpKey(size uint64) []byte   { return seqKey(pCP, size) }
+func openKey(seq uint64) []byte  { return seqKey(pOpen, seq) }
+func endKey(seq uint64) []byte   { return seqKey(pEnd, seq) }
 
 func tenantPrefix(tenant string) []byte {
 	return append(append(append([]byte(nil), pTenant...), tenant...), 0)

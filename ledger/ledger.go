@@ -79,6 +79,10 @@ type Ledger struct {
 	wake    chan struct{}
 	stopped chan struct{}
 
+	// grown is closed and replaced each time the log grows (Wait).
+	grownMu sync.Mutex
+	grown   chan struct{}
+
 	// Committer-only state.
 	frontier map[int64]tlog.Hash // stored hashes of the complete subtrees of the current tree
 	lastCP   time.Time
@@ -121,6 +125,7 @@ func Open(ctx context.Context, opts Options) (_ *Ledger, err error) {
 		hook:     opts.testBeforeGroup,
 		wake:     make(chan struct{}, 1),
 		stopped:  make(chan struct{}),
+		grown:    make(chan struct{}),
 	}
 	l.idle = sync.NewCond(&l.mu)
 	if l.interval == 0 {
@@ -336,6 +341,7 @@ type Filter struct {
 	Tenant  string // uses the tenant index: cheap for exports
 	Cell    string
 	TraceID string
+	Caller  string
 	Types   []string
 }
 
@@ -343,6 +349,7 @@ func (f *Filter) match(e *Event) bool {
 	return (f.Tenant == "" || e.Tenant == f.Tenant) &&
 		(f.Cell == "" || e.Cell == f.Cell) &&
 		(f.TraceID == "" || e.TraceID == f.TraceID) &&
+		(f.Caller == "" || e.Caller == f.Caller) &&
 		(len(f.Types) == 0 || slices.Contains(f.Types, e.Type))
 }
 
@@ -405,6 +412,127 @@ func (l *Ledger) Events(from, to uint64, f Filter) iter.Seq2[Entry, error] {
 			yield(Entry{}, err)
 		}
 	}
+}
+
+// Last returns the last n events that match f, oldest first, reading the
+// log backwards from one snapshot (through the tenant index when f names a
+// tenant).
+func (l *Ledger) Last(n int, f Filter) ([]Entry, error) {
+	if !l.acquire() {
+		return nil, ErrClosed
+	}
+	defer l.release()
+	if n <= 0 {
+		return nil, nil
+	}
+	size := l.Size()
+	snap := l.db.NewSnapshot()
+	defer snap.Close()
+	lower, upper := eventKey(0), eventKey(size)
+	if f.Tenant != "" {
+		lower, upper = tenantKey(f.Tenant, 0), tenantKey(f.Tenant, size)
+	}
+	it, err := snap.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+	if err != nil {
+		return nil, err
+	}
+	defer it.Close()
+	var out []Entry
+	for ok := it.Last(); ok && len(out) < n; ok = it.Prev() {
+		raw := bytes.Clone(it.Value())
+		if f.Tenant != "" {
+			seq, err := u64(it.Key()[len(it.Key())-8:])
+			if err == nil {
+				raw, err = getCopy(snap, eventKey(seq))
+			}
+			if err != nil {
+				return nil, fmt.Errorf("tenant index: %w", err)
+			}
+		}
+		ev, err := DecodeEvent(raw)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrCorrupt, err)
+		}
+		if f.match(ev) {
+			out = append(out, Entry{Event: ev, Raw: raw})
+		}
+	}
+	if err := it.Error(); err != nil {
+		return nil, err
+	}
+	slices.Reverse(out)
+	return out, nil
+}
+
+// Wait returns once the log holds more than size events, or when ctx ends
+// or the ledger closes.
+func (l *Ledger) Wait(ctx context.Context, size uint64) error {
+	for {
+		l.grownMu.Lock()
+		ch := l.grown
+		l.grownMu.Unlock()
+		if l.Size() > size {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-l.stopped:
+			return ErrClosed
+		}
+	}
+}
+
+// grew wakes the callers of Wait; the committer calls it after storing a
+// larger size.
+func (l *Ledger) grew() {
+	l.grownMu.Lock()
+	close(l.grown)
+	l.grown = make(chan struct{})
+	l.grownMu.Unlock()
+}
+
+// OpenCalls returns the call.begin events that no call.end or call.aborted
+// has closed, oldest first. While the daemon runs these are the calls in
+// flight; right after Open they are the calls a crash interrupted.
+func (l *Ledger) OpenCalls() ([]*Event, error) {
+	if !l.acquire() {
+		return nil, ErrClosed
+	}
+	defer l.release()
+	var seqs []uint64
+	if err := scan(l.db, pOpen, func(k, _ []byte) error {
+		seq, err := u64(k[len(pOpen):])
+		seqs = append(seqs, seq)
+		return err
+	}); err != nil {
+		return nil, fmt.Errorf("open calls: %w", err)
+	}
+	out := make([]*Event, 0, len(seqs))
+	for _, seq := range seqs {
+		ev, _, err := l.Event(seq)
+		if err != nil {
+			return nil, fmt.Errorf("open calls: %w", err)
+		}
+		out = append(out, ev)
+	}
+	return out, nil
+}
+
+// EndOf returns the seq of the call.end or call.aborted event that closed
+// the call.begin at seq; ErrNotFound while the call is open (or seq is not
+// a call.begin).
+func (l *Ledger) EndOf(begin uint64) (uint64, error) {
+	if !l.acquire() {
+		return 0, ErrClosed
+	}
+	defer l.release()
+	v, err := getCopy(l.db, endKey(begin))
+	if err != nil {
+		return 0, fmt.Errorf("end of call %d: %w", begin, err)
+	}
+	return u64(v)
 }
 
 // Get reads a committed key under PrefixExternal.

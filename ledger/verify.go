@@ -2,104 +2,28 @@ package ledger
 
 import (
 	"bytes"
-	"encoding/base64"
 	"fmt"
-	"strconv"
-	"strings"
 
-	"golang.org/x/mod/sumdb/note"
-	"golang.org/x/mod/sumdb/tlog"
+	"github.com/trustcells/tcc/ledger/audit"
 )
 
-// This file is the verifier side: it needs no Ledger, only signed
-// checkpoints, leaves and proofs, so offline tools can use it.
+// The verifier side lives in package audit (no pebble), so offline tools
+// can use it; these aliases keep the ledger's API whole.
 
-// Checkpoint is the body of a C2SP tlog-checkpoint: origin, tree size and
-// root hash, one per line.
-type Checkpoint struct {
-	Origin string
-	Size   uint64
-	Hash   tlog.Hash
-}
+// Checkpoint is the body of a C2SP tlog-checkpoint.
+type Checkpoint = audit.Checkpoint
 
-// Text is the checkpoint body as signed (no extension lines).
-func (c Checkpoint) Text() string {
-	return fmt.Sprintf("%s\n%d\n%s\n", c.Origin, c.Size, base64.StdEncoding.EncodeToString(c.Hash[:]))
-}
-
-// ParseCheckpoint parses a checkpoint body. Extension lines after the hash
-// are allowed by C2SP and ignored.
-func ParseCheckpoint(text string) (Checkpoint, error) {
-	var c Checkpoint
-	if !strings.HasSuffix(text, "\n") {
-		return c, fmt.Errorf("%w: body does not end in a newline", ErrBadCheckpoint)
-	}
-	lines := strings.Split(strings.TrimSuffix(text, "\n"), "\n")
-	if len(lines) < 3 {
-		return c, fmt.Errorf("%w: want origin, size and hash lines, got %d lines", ErrBadCheckpoint, len(lines))
-	}
-	for _, ext := range lines[3:] {
-		if ext == "" {
-			return c, fmt.Errorf("%w: empty extension line", ErrBadCheckpoint)
-		}
-	}
-	c.Origin = lines[0]
-	if c.Origin == "" {
-		return c, fmt.Errorf("%w: empty origin", ErrBadCheckpoint)
-	}
-	size, err := strconv.ParseUint(lines[1], 10, 64)
-	if err != nil || strconv.FormatUint(size, 10) != lines[1] {
-		return c, fmt.Errorf("%w: tree size %q is not a decimal number", ErrBadCheckpoint, lines[1])
-	}
-	c.Size = size
-	h, err := base64.StdEncoding.Strict().DecodeString(lines[2])
-	if err != nil || len(h) != tlog.HashSize {
-		return c, fmt.Errorf("%w: root hash %q is not 32 bytes of base64", ErrBadCheckpoint, lines[2])
-	}
-	copy(c.Hash[:], h)
-	return c, nil
-}
-
-// VerifyCheckpoint opens a signed checkpoint with the known verifier keys
-// (e.g. note.VerifierList(note.NewVerifier(vkey))) and returns its body.
-// The signature that verifies must be by a key named like the origin.
-func VerifyCheckpoint(signed []byte, verifiers note.Verifiers) (Checkpoint, error) {
-	n, err := note.Open(signed, verifiers)
-	if err != nil {
-		return Checkpoint{}, fmt.Errorf("%w: %v", ErrBadCheckpoint, err)
-	}
-	c, err := ParseCheckpoint(n.Text)
-	if err != nil {
-		return Checkpoint{}, err
-	}
-	for _, s := range n.Sigs {
-		if s.Name == c.Origin {
-			return c, nil
-		}
-	}
-	return Checkpoint{}, fmt.Errorf("%w: no verified signature by a key named %q (the origin)", ErrBadCheckpoint, c.Origin)
-}
-
-// VerifyInclusion checks that leaf (the stored event bytes) is entry seq
-// of the tree the checkpoint describes.
-func VerifyInclusion(cp Checkpoint, seq uint64, leaf []byte, proof tlog.RecordProof) error {
-	if err := tlog.CheckRecord(proof, int64(cp.Size), cp.Hash, int64(seq), tlog.RecordHash(leaf)); err != nil {
-		return fmt.Errorf("event %d in %s tree of size %d: %w: %v", seq, cp.Origin, cp.Size, ErrBadProof, err)
-	}
-	return nil
-}
-
-// VerifyConsistency checks that the tree of old is a prefix of the tree of
-// new: the log was only appended to between the two checkpoints.
-func VerifyConsistency(old, new Checkpoint, proof tlog.TreeProof) error {
-	if old.Origin != new.Origin {
-		return fmt.Errorf("%w: checkpoints of different logs (%q, %q)", ErrBadProof, old.Origin, new.Origin)
-	}
-	if err := tlog.CheckTree(proof, int64(new.Size), new.Hash, int64(old.Size), old.Hash); err != nil {
-		return fmt.Errorf("%s tree of size %d against size %d: %w: %v", new.Origin, old.Size, new.Size, ErrBadProof, err)
-	}
-	return nil
-}
+var (
+	// ParseCheckpoint parses a checkpoint body.
+	ParseCheckpoint = audit.ParseCheckpoint
+	// VerifyCheckpoint opens a signed checkpoint with the known verifier
+	// keys and returns its body.
+	VerifyCheckpoint = audit.VerifyCheckpoint
+	// VerifyInclusion checks that leaf is entry seq of the checkpoint's tree.
+	VerifyInclusion = audit.VerifyInclusion
+	// VerifyConsistency checks that the tree of old is a prefix of new.
+	VerifyConsistency = audit.VerifyConsistency
+)
 
 // noteText returns the text of a signed note without verifying it (for the
 // ledger's own stored checkpoints, whose tree hash it checks instead).

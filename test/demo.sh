@@ -41,11 +41,39 @@ for cell in sha256 json-query config-audit; do
 done
 $T cell list
 
-say "run sha256 on {\"text\":\"abc\"} in a throwaway sandbox"
-$T run sha256 --input '{"text":"abc"}'
+say "a real MCP call through the stdio bridge: initialize, then tools/call sha256"
+# tccctl mcp is what an MCP host (Claude Desktop, the MCP Inspector) starts:
+# {"command": "tccctl", "args": ["mcp"]}. Here bash plays the host.
+coproc BRIDGE { exec "$T" mcp 2>bridge.err; }
+send() { printf '%s\n' "$1" >&"${BRIDGE[1]}"; echo "  -> $1"; }
+recv() { # print the answer to request id $1
+  local line
+  while IFS= read -r -t 30 line <&"${BRIDGE[0]}"; do
+    case $line in *"\"id\":$1,"*|*"\"id\":$1}"*) echo "  <- $line"; REPLY_LINE=$line; return 0 ;; esac
+  done
+  echo "no answer to request $1 (bridge stderr: $(cat bridge.err))" >&2
+  return 1
+}
+send '{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"make-demo","version":"1"}}}'
+recv 1
+send '{"jsonrpc":"2.0","method":"notifications/initialized"}'
+send '{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"sha256","arguments":{"text":"abc"}}}'
+recv 2
+exec {BRIDGE[1]}>&-
+wait "$BRIDGE_PID" || true
 
-say "the same call, whole outcome (verdict, usage, wipe check, ledger events)"
-$T run sha256 --input '{"text":"abc"}' --json
+seq=$(printf '%s' "$REPLY_LINE" | grep -o '"end_seq":[0-9]*' | head -1 | cut -d: -f2)
+say "its audit proof: ledger event $seq (call.end) is in the signed Merkle log"
+$T ledger show "$seq"
+$T ledger prove "$seq"
+$T ledger prove "$seq" --json >proof.json
+echo "inclusion proof written to $demo/proof.json; checking it offline with dev.pub only:"
+$T ledger verify proof.json --key dev.pub
 
-say "run config-audit on a small cloud configuration"
-$T run config-audit --input '{"resources":[{"type":"storage_bucket","name":"logs","public":true,"encryption":false}]}'
+say "export the whole log, stop tccd, verify the export with no daemon running"
+$T ledger export >audit.jsonl
+kill -TERM $tccd; wait $tccd 2>/dev/null || true
+trap - EXIT
+$T ledger verify audit.jsonl --key dev.pub
+echo
+echo "demo state, keys, capsules and the audit export are in $demo"

@@ -55,7 +55,79 @@ func runMain(m *testing.M) int {
 			return 1
 		}
 	}
-	return m.Run()
+	code := m.Run()
+	if left := suiteLeftovers(); len(left) > 0 {
+		fmt.Fprintf(os.Stderr, "leftovers on the host after the suite:\n  %s\n", strings.Join(left, "\n  "))
+		code = 1
+	}
+	return code
+}
+
+// envs lists every Env's cgroup parent and state dir, for suiteLeftovers.
+var envs struct {
+	sync.Mutex
+	cgroups, states []string
+}
+
+// suiteLeftovers looks, after every test has run, for anything of any Env
+// on the host: its cgroups in every hierarchy, mounts under its state dir,
+// processes in its cgroups, and sandboxed processes (host uids from 1<<30,
+// the sandboxes' id ranges) that sit in no tcc cgroup at all, which would
+// mean one escaped its cgroup.
+func suiteLeftovers() []string {
+	envs.Lock()
+	defer envs.Unlock()
+	var left []string
+	hs, _ := filepath.Glob("/sys/fs/cgroup/*")
+	hs = append(hs, "/sys/fs/cgroup")
+	for _, cg := range envs.cgroups {
+		for _, h := range hs {
+			if _, err := os.Stat(filepath.Join(h, cg)); err == nil {
+				left = append(left, "cgroup "+filepath.Join(h, cg))
+			}
+		}
+	}
+	mi, _ := os.ReadFile("/proc/self/mountinfo")
+	for _, line := range strings.Split(string(mi), "\n") {
+		for _, st := range envs.states {
+			if strings.Contains(line, st) {
+				left = append(left, "mount "+line)
+			}
+		}
+	}
+	procs, _ := filepath.Glob("/proc/[0-9]*")
+	for _, p := range procs {
+		cg, err := os.ReadFile(filepath.Join(p, "cgroup"))
+		if err != nil {
+			continue
+		}
+		for _, c := range envs.cgroups {
+			if strings.Contains(string(cg), c+"/") {
+				left = append(left, fmt.Sprintf("process %s in cgroup %s", filepath.Base(p), c))
+			}
+		}
+		if uid, ok := procUID(p); ok && uid >= 1<<30 && !strings.Contains(string(cg), "tcc") {
+			left = append(left, fmt.Sprintf("process %s with sandbox uid %d outside any tcc cgroup", filepath.Base(p), uid))
+		}
+	}
+	return left
+}
+
+// procUID is the real uid of the process at /proc/PID.
+func procUID(proc string) (uint32, bool) {
+	b, err := os.ReadFile(filepath.Join(proc, "status"))
+	if err != nil {
+		return 0, false
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) > 1 && f[0] == "Uid:" {
+			var uid uint32
+			if _, err := fmt.Sscan(f[1], &uid); err == nil {
+				return uid, true
+			}
+		}
+	}
+	return 0, false
 }
 
 // goBuild builds pkg (relative to the repo) to out; cgo builds get the
@@ -87,6 +159,10 @@ type Env struct {
 	Cgroup   string // cgroup parent, e.g. /tcc-test-1a2b3c
 	Key, Pub string // dev.key, dev.pub (the trust file)
 	Log      string // the daemon's log file
+	// DaemonEnv is added to tccd's environment and Tccd, if set, replaces
+	// the tccd binary (set them before Start).
+	DaemonEnv []string
+	Tccd      string
 
 	cmd  *exec.Cmd
 	done chan error
@@ -119,6 +195,9 @@ func NewEnv(t testing.TB, daemonArgs ...string) *Env {
 		Log:    filepath.Join(dir, "tccd.log"),
 		args:   daemonArgs,
 	}
+	envs.Lock()
+	envs.cgroups, envs.states = append(envs.cgroups, e.Cgroup), append(envs.states, e.State)
+	envs.Unlock()
 	if out, code := e.Ctl("key", "generate", "dev", "--out", dir); code != 0 {
 		t.Fatalf("key generate: %s", out)
 	}
@@ -148,7 +227,8 @@ func (e *Env) Start() {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	cmd := exec.Command(filepath.Join(bin, "tccd"), args...)
+	cmd := exec.Command(e.tccd(), args...)
+	cmd.Env = append(os.Environ(), e.DaemonEnv...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		e.t.Fatal(err)
@@ -174,6 +254,13 @@ func (e *Env) Start() {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+func (e *Env) tccd() string {
+	if e.Tccd != "" {
+		return e.Tccd
+	}
+	return filepath.Join(bin, "tccd")
 }
 
 // Stop sends SIGTERM and waits for a clean exit.

@@ -63,4 +63,3 @@ func TestIgnoreFileBadPattern(t *testing.T) {
 		t.Fatalf("Open = %v, want an error naming line 2 of %s", err, IgnoreFile)
 	}
 }
-

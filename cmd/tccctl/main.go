@@ -8,7 +8,8 @@
 //	1  the operation failed (the message says why)
 //	2  usage error: unknown command or flag, wrong arguments
 //	3  tccd could not be reached on its socket
-//	4  verification failed: a signature, digest or trust check refused a capsule
+//	4  verification failed: a signature, digest or trust check refused a capsule,
+//	   an audit export or proof did not verify, or a replay did not reproduce
 //	5  not permitted: the daemon refused the caller
 //	6  the cell ran but its verdict was not ok (run, replay)
 package main
@@ -85,7 +86,7 @@ func exitCode(err error) int {
 		switch ae.Code {
 		case api.CodeVerification:
 			return exitVerification
-		case api.CodeForbidden:
+		case api.CodeForbidden, api.CodeUnauthorized:
 			return exitForbidden
 		case api.CodeBadRequest:
 			return exitFailure
@@ -134,6 +135,7 @@ tccctl finds the daemon through --socket, or TCC_SOCKET, or ` + api.DefaultSocke
 		newTokenCmd(g),  // token.go
 		newVaultCmd(g),  // vault.go
 		newMCPCmd(g),    // mcp.go
+		newPromptCmd(g), // prompt.go
 	)
 	return root
 }

@@ -13,10 +13,15 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/trustcells/tcc/cells/manifest"
 	"github.com/trustcells/tcc/daemon"
 	"github.com/trustcells/tcc/daemon/api"
 	"github.com/trustcells/tcc/kernel"
 )
+
+// unsafeTestEnv must be "1" for --unsafe-test-profiles to be accepted, so
+// that the flag cannot slip into a production unit file on its own.
+const unsafeTestEnv = "TCC_UNSAFE_TEST"
 
 func main() {
 	// The sandbox's init re-executes this binary; it must not get further.
@@ -29,9 +34,10 @@ func main() {
 
 func newRoot() *cobra.Command {
 	var (
-		cfg       daemon.Config
-		logLevel  string
-		logFormat string
+		cfg         daemon.Config
+		blobCapFlag string
+		logLevel    string
+		logFormat   string
 	)
 	cmd := &cobra.Command{
 		Use:   "tccd",
@@ -42,10 +48,13 @@ log) and runs every call of a cell in a throwaway sandbox: fresh namespaces,
 a read-only root holding only the cell's files, no capabilities, cgroup
 limits and a seccomp filter derived from the cell's signed manifest.
 
-It listens on a Unix socket only. Callers are identified by their peer
-credentials; root and the --admin-group are admins (register, rollback,
-revoke). Stop it with SIGTERM or SIGINT: running calls are cancelled and
-their sandboxes wiped before it exits.`,
+It listens on a Unix socket (control API and MCP at /mcp), and with
+--listen-tcp also serves /mcp on a loopback address. Callers are identified
+by their peer credentials or a bearer token (tccctl token issue); root and
+the --admin-group are admins (register, rollback, revoke), --tenants maps
+other users to a tenant and MCP scopes. Stop it with SIGTERM or SIGINT: running calls are cancelled and
+their sandboxes wiped before it exits. SIGHUP re-reads the trust file (if it
+does not parse, the keys trusted before are kept and the error is logged).`,
 		Example: `  tccd --trust /etc/tcc/trust
   tccd --state-dir /tmp/tcc --socket /tmp/tcc.sock --trust dev.pub`,
 		Args:          cobra.NoArgs,
@@ -67,8 +76,28 @@ their sandboxes wiped before it exits.`,
 				return errors.New(`--log-format: want "text" or "json"`)
 			}
 			cfg.Logger = slog.New(h)
+			if err := daemon.CheckListenTCP(cfg.ListenTCP); err != nil {
+				return err // before anything is created
+			}
+			bc, err := blobCap(blobCapFlag)
+			if err != nil {
+				return err
+			}
+			cfg.BlobCap = bc
+			if cfg.BlobRetention == 0 {
+				cfg.BlobRetention = -1 // 0 on the command line: keep until the cap evicts
+			}
+			if cfg.UnsafeTestProfiles && os.Getenv(unsafeTestEnv) != "1" {
+				return errors.New("--unsafe-test-profiles weakens every seccomp filter and is for adversarial tests only; it is refused unless " + unsafeTestEnv + "=1 is also set in the environment. Never use it in production")
+			}
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
+			// SIGHUP re-reads the trust file; a key removed from it stops
+			// its cells at their next launch.
+			hup := make(chan os.Signal, 1)
+			signal.Notify(hup, syscall.SIGHUP)
+			defer signal.Stop(hup)
+			cfg.ReloadTrust = hup
 			return daemon.Run(ctx, cfg)
 		},
 	}
@@ -78,10 +107,33 @@ their sandboxes wiped before it exits.`,
 	f.StringVar(&cfg.Trust, "trust", "/etc/tcc/trust", "trust file: verifier keys of accepted cell signers, one per line")
 	f.StringVar(&cfg.CgroupParent, "cgroup-parent", "/tcc", "absolute cgroup path for the sandboxes, in every hierarchy; orphans under it are removed at start")
 	f.StringVar(&cfg.AdminGroup, "admin-group", "", "group (name or gid) whose members are admins besides root")
+	f.StringVar(&cfg.Tenants, "tenants", "", "tenants file (YAML): local users and groups → tenant and MCP scopes; see docs/MCP.md")
+	f.StringVar(&cfg.ListenTCP, "listen-tcp", "", "also serve MCP (only /mcp) on this loopback address, e.g. 127.0.0.1:8765; other addresses are refused")
 	f.StringVar(&cfg.LedgerKey, "ledger-key", "", "note signer key for ledger checkpoints (default <state-dir>/keys/ledger.key, created on first start)")
 	f.IntVar(&cfg.MaxSandboxes, "max-sandboxes", 0, "concurrent sandboxes (default 2 per CPU)")
 	f.IntVar(&cfg.MaxQueue, "max-queue", 64, "calls that may wait for a sandbox before callers get 'busy'")
+	f.StringVar(&blobCapFlag, "blob-cap", "1GiB", "bytes of call inputs and outputs kept for 'tccctl ledger replay' (oldest evicted first); 0 keeps none")
+	f.DurationVar(&cfg.BlobRetention, "blob-retention", daemon.DefaultBlobRetention, "how long a call's input and output are kept for replay; 0 keeps them until --blob-cap evicts them")
+	f.BoolVar(&cfg.NoMonitor, "no-monitor", false, "run cells without the eBPF behaviour monitor (seccomp, namespaces and limits still hold; calls record monitor unavailable)")
+	// Hidden, for tests: a tiny value makes the monitor lose events (and halt cells).
+	f.Uint32Var(&cfg.MonitorPairsPerCell, "monitor-pairs-per-cell", 0, "TESTS: distinct syscall pairs the monitor records per cell (default 2048); a cell past it is halted")
+	_ = f.MarkHidden("monitor-pairs-per-cell")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&logFormat, "log-format", "text", "text or json")
+	// Hidden and never for production: see daemon.Config.UnsafeTestProfiles.
+	f.BoolVar(&cfg.UnsafeTestProfiles, "unsafe-test-profiles", false, "TESTS ONLY: compile seccomp filters without the forbidden list or argument narrowing (needs "+unsafeTestEnv+"=1 and a tccd built with -tags tcc_unsafe_test)")
+	_ = f.MarkHidden("unsafe-test-profiles")
 	return cmd
+}
+
+// blobCap parses --blob-cap: a size such as 512MiB, or 0 to keep nothing.
+func blobCap(s string) (int64, error) {
+	if s == "0" {
+		return -1, nil
+	}
+	n, err := manifest.ParseSize(s)
+	if err != nil || n <= 0 {
+		return 0, fmt.Errorf("--blob-cap %q: want a size such as 512MiB or 2GiB, or 0 to keep nothing", s)
+	}
+	return int64(n), nil
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 
 	"github.com/trustcells/tcc/ebpf"
@@ -47,6 +48,10 @@ type Resources struct {
 	Forks        uint64 `json:"forks"`
 	Threads      uint64 `json:"threads"`
 	Execs        uint64 `json:"execs"`
+	// CPUNS and PeakMemory are the cell's cgroup CPU time and peak memory
+	// (0 when the runs did not report them).
+	CPUNS      uint64 `json:"cpu_ns,omitempty"`
+	PeakMemory uint64 `json:"peak_memory,omitempty"`
 }
 
 // ErrBadRun means counters cannot teach a baseline.
@@ -106,7 +111,22 @@ func (b *Baseline) Merge(c Counters) error {
 	m.Forks = max(m.Forks, c.Forks)
 	m.Threads = max(m.Threads, c.Threads)
 	m.Execs = max(m.Execs, c.Execs)
+	m.CPUNS = max(m.CPUNS, uint64(max(c.CPU, 0)))
+	m.PeakMemory = max(m.PeakMemory, c.PeakMemory)
 	return nil
+}
+
+// Clone returns a deep copy, so that a baseline in use by running calls is
+// never changed under them: refine a clone and swap it in.
+func (b *Baseline) Clone() *Baseline {
+	c := *b
+	c.Syscalls = maps.Clone(b.Syscalls)
+	c.Pairs = slices.Clone(b.Pairs)
+	if b.Entropy != nil {
+		e := *b.Entropy
+		c.Entropy = &e
+	}
+	return &c
 }
 
 func comparePair(a, b [2]uint32) int {

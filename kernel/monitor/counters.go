@@ -1,6 +1,9 @@
 package monitor
 
-import "math"
+import (
+	"math"
+	"time"
+)
 
 // Counters are a cell's counters as aggregated in the kernel.
 type Counters struct {
@@ -40,6 +43,12 @@ type Counters struct {
 	Dropped      uint64 // a kernel map was full or out of memory
 	PairOverflow uint64 // new pairs past Options.PairsPerCell, not recorded
 	Missed       uint64 // BPF runs the kernel skipped while this cell was watched (any cell's)
+
+	// CPU and PeakMemory come from the sandbox's cgroups, not from BPF:
+	// the caller fills them in from its own reading after the cell exited
+	// (0 when unknown, and in counters read while it runs).
+	CPU        time.Duration
+	PeakMemory uint64
 }
 
 // SeccompKill is a task killed by seccomp for calling syscall Nr.

@@ -13,7 +13,9 @@
 // cell.
 //
 // The package decides nothing: [Score] says how far a run is from its
-// [Baseline] and why; the caller applies the manifest's policy. Counters
+// [Baseline] and why ([ScoreWith] also judges the contract's declared
+// entropy band and weighs the runtime's timing noise low, see [Expect]);
+// the caller applies the manifest's policy. Counters
 // that report lost events ([Counters.Lost]) mean the fingerprint is
 // incomplete, and the caller must fail closed.
 //

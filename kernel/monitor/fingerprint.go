@@ -13,18 +13,21 @@ type Fingerprint struct {
 	DistinctPairs    int            `json:"distinct_pairs"`
 	// NovelPairs are the pairs missing from the baseline (nil without
 	// one), named "prev→next", in number order, at most MaxNovelListed.
-	NovelPairs     []string      `json:"novel_pairs,omitempty"`
-	NovelPairCount int           `json:"novel_pair_count"`
-	Entropy        float64       `json:"entropy_bits_per_byte"`
-	BytesWritten   uint64        `json:"bytes_written"`
-	BytesSampled   uint64        `json:"bytes_sampled"`
-	Forks          uint64        `json:"forks"`
-	Threads        uint64        `json:"threads"`
-	Execs          uint64        `json:"execs"`
-	Exits          uint64        `json:"exits"`
-	SeccompKills   []SeccompKill `json:"seccomp_kills,omitempty"`
-	Compat         uint64        `json:"compat_syscalls,omitempty"`
-	Lost           bool          `json:"lost,omitempty"`
+	NovelPairs     []string `json:"novel_pairs,omitempty"`
+	NovelPairCount int      `json:"novel_pair_count"`
+	Entropy        float64  `json:"entropy_bits_per_byte"`
+	BytesWritten   uint64   `json:"bytes_written"`
+	BytesSampled   uint64   `json:"bytes_sampled"`
+	Forks          uint64   `json:"forks"`
+	Threads        uint64   `json:"threads"`
+	Execs          uint64   `json:"execs"`
+	Exits          uint64   `json:"exits"`
+	// CPUNS and PeakMemory are from the sandbox's cgroups (0 if unknown).
+	CPUNS        uint64        `json:"cpu_ns"`
+	PeakMemory   uint64        `json:"peak_memory"`
+	SeccompKills []SeccompKill `json:"seccomp_kills,omitempty"`
+	Compat       uint64        `json:"compat_syscalls,omitempty"`
+	Lost         bool          `json:"lost,omitempty"`
 }
 
 // SyscallCount is one syscall's count in a run.
@@ -54,6 +57,8 @@ func Summarize(c Counters, b *Baseline) Fingerprint {
 		Threads:          c.Threads,
 		Execs:            c.Execs,
 		Exits:            c.Exits,
+		CPUNS:            uint64(max(c.CPU, 0)),
+		PeakMemory:       c.PeakMemory,
 		SeccompKills:     c.SeccompKills,
 		Compat:           c.CompatSyscalls,
 		Lost:             c.Lost(),

@@ -48,6 +48,10 @@ const (
 	StartAtWatch
 )
 
+// DefaultPairsPerCell is Options.PairsPerCell when zero. A baseline may
+// hold no more pairs than a cell may record: Watch refuses it otherwise.
+const DefaultPairsPerCell = 2048
+
 // Options configures a Monitor. The zero value is usable.
 type Options struct {
 	// MaxCells is how many cells can be watched at once (default 32).
@@ -74,6 +78,9 @@ type Monitor struct {
 
 // Open loads and attaches the BPF programs. Close detaches them.
 func Open(opts Options) (*Monitor, error) {
+	if opts.PairsPerCell == 0 {
+		opts.PairsPerCell = DefaultPairsPerCell
+	}
 	tr, err := ebpf.Load(ebpf.Config{MaxCells: opts.MaxCells, PairsPerCell: opts.PairsPerCell})
 	if err != nil {
 		return nil, fmt.Errorf("open monitor: %w", err)

@@ -4,7 +4,9 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strconv"
 	"strings"
+	"time"
 )
 
 // Thresholds of Score. They are first guesses, to be tuned on real cells.
@@ -21,6 +23,18 @@ const (
 	// ResourceFactor: syscalls and bytes written may reach this multiple
 	// of the baseline's maximum (plus a small allowance) before deviating.
 	ResourceFactor = 2
+	// CPUAllowance and MemoryAllowance are added to twice the baseline's
+	// maximum CPU time and peak memory: small cells vary by more than a
+	// factor between runs on a loaded machine.
+	CPUAllowance    = 100 * time.Millisecond
+	MemoryAllowance = 16 << 20
+	// RuntimeWeight is what a novel runtime syscall or pair adds (see
+	// Expect.Runtime), and RuntimeCap the most they add together: a
+	// runtime's first preemption signal (tgkill, getpid, rt_sigreturn and
+	// four or five new pairs) must not deviate on its own, but it adds to
+	// other evidence.
+	RuntimeWeight = 0.1
+	RuntimeCap    = 0.5
 	// weightSevere is the score of a lost event, a seccomp kill or an ia32
 	// syscall: each alone is a deviation, whatever the baseline.
 	weightSevere = 10
@@ -29,10 +43,11 @@ const (
 // Deviation says how far a run is from its baseline, and why.
 type Deviation struct {
 	// Score is 0 for a run like its baseline; 1 or more is a deviation.
-	// Each novel pair or syscall adds 1, a divergence above the threshold
-	// adds divergence/threshold, an entropy outside the band or a
-	// resource beyond the baseline adds 1, and lost events, seccomp kills
-	// and ia32 syscalls add 10 each.
+	// Each novel pair or syscall adds 1 (RuntimeWeight when a runtime
+	// syscall is in it), a divergence above the threshold adds
+	// divergence/threshold, an entropy outside a band or a resource beyond
+	// the baseline adds 1, and lost events, seccomp kills and ia32 syscalls
+	// add 10 each.
 	Score         float64  `json:"score"`
 	NovelPairs    int      `json:"novel_pairs"`
 	NovelSyscalls []string `json:"novel_syscalls,omitempty"`
@@ -49,10 +64,29 @@ func (d *Deviation) add(w float64, format string, args ...any) {
 	d.Reasons = append(d.Reasons, fmt.Sprintf(format, args...))
 }
 
+// Expect is what a run is judged against besides its baseline.
+type Expect struct {
+	// Entropy is the declared band of output entropy in bits per byte
+	// (manifest monitor.entropy); nil if none. It is judged with or without
+	// a baseline and, unlike the learned band, gets no slack: the author
+	// chose it.
+	Entropy *Band
+	// Runtime are the syscalls any cell's runtime makes at moments that
+	// depend on timing rather than on the input (the seccomp base set: Go's
+	// preemption signals, scheduler, garbage collector, allocator). A novel
+	// one, or a novel pair with one of them or a thread start on either
+	// side, weighs RuntimeWeight instead of 1, and together they add at
+	// most RuntimeCap: alone they are noise, with other evidence they count.
+	Runtime map[uint32]bool
+}
+
 // Score compares a run (counters from Snapshot or Close) with its
 // baseline. With a nil baseline only what is wrong for any cell counts:
 // lost events, seccomp kills, ia32 syscalls.
-func Score(c Counters, b *Baseline) Deviation {
+func Score(c Counters, b *Baseline) Deviation { return ScoreWith(c, b, Expect{}) }
+
+// ScoreWith is Score with expectations beyond the baseline (see Expect).
+func ScoreWith(c Counters, b *Baseline, x Expect) Deviation {
 	d := Deviation{Entropy: c.Entropy()}
 	if c.Lost() {
 		d.add(weightSevere, "monitor lost events (dropped %d, pair overflow %d, missed %d): the fingerprint is incomplete",
@@ -68,14 +102,38 @@ func Score(c Counters, b *Baseline) Deviation {
 	if c.CompatSyscalls > 0 {
 		d.add(weightSevere, "%d ia32 (int 0x80) syscalls", c.CompatSyscalls)
 	}
+	if e := x.Entropy; e != nil && c.BytesSampled >= MinEntropySample && (d.Entropy < e.Min || d.Entropy > e.Max) {
+		d.add(1, "output entropy %.2f bits/byte outside the declared band %.2f–%.2f (monitor.entropy)", d.Entropy, e.Min, e.Max)
+	}
 	if b == nil {
 		return d
 	}
 
+	// Runtime novelty is weighed as it comes and capped in total.
+	var runtimeSum float64
+	weight := func(nrs ...uint32) float64 {
+		for _, nr := range nrs {
+			if nr == PairStart || x.Runtime[nr] {
+				w := min(RuntimeWeight, RuntimeCap-runtimeSum)
+				runtimeSum += w
+				return w
+			}
+		}
+		return 1
+	}
+	describe := func(n int, w float64) string {
+		if w == float64(n) {
+			return strconv.Itoa(n)
+		}
+		return fmt.Sprintf("%d (weighing %.2g: runtime syscalls weigh %.2g, %.2g in all)", n, w, RuntimeWeight, RuntimeCap)
+	}
+
 	var newSys []uint32
+	var wSys float64
 	for nr := range c.Syscalls {
 		if b.Syscalls[nr] == 0 {
 			newSys = append(newSys, nr)
+			wSys += weight(nr)
 		}
 	}
 	slices.Sort(newSys)
@@ -83,13 +141,17 @@ func Score(c Counters, b *Baseline) Deviation {
 		d.NovelSyscalls = append(d.NovelSyscalls, SyscallName(nr))
 	}
 	if len(newSys) > 0 {
-		d.add(float64(len(newSys)), "%d syscall(s) never seen in %d baseline run(s): %s",
-			len(newSys), b.Runs, strings.Join(d.NovelSyscalls, ", "))
+		d.add(wSys, "%s syscall(s) never seen in %d baseline run(s): %s",
+			describe(len(newSys), wSys), b.Runs, strings.Join(d.NovelSyscalls, ", "))
 	}
 
 	novel := b.novelPairs(c)
 	d.NovelPairs = len(novel)
 	if len(novel) > 0 {
+		var w float64
+		for _, p := range novel {
+			w += weight(p[0], p[1])
+		}
 		names := make([]string, 0, 5)
 		for _, p := range novel[:min(len(novel), 5)] {
 			names = append(names, pairName(p))
@@ -98,8 +160,8 @@ func Score(c Counters, b *Baseline) Deviation {
 		if len(novel) > 5 {
 			more = ", …"
 		}
-		d.add(float64(len(novel)), "%d syscall pair(s) never seen in the baseline: %s%s",
-			len(novel), strings.Join(names, ", "), more)
+		d.add(w, "%s syscall pair(s) never seen in the baseline: %s%s",
+			describe(len(novel), w), strings.Join(names, ", "), more)
 	}
 
 	if c.TotalSyscalls >= MinDivergenceSyscalls && len(b.Syscalls) > 0 {
@@ -118,24 +180,34 @@ func Score(c Counters, b *Baseline) Deviation {
 		}
 	}
 
+	num := func(v uint64) string { return strconv.FormatUint(v, 10) }
+	ns := func(v uint64) string { return time.Duration(v).Round(time.Millisecond).String() }
 	for _, r := range []struct {
 		what       string
 		got, max   uint64
 		allow      uint64
 		volumeLike bool
+		// cgroup figures: skipped when this run or the baseline lacks them
+		optional bool
+		show     func(uint64) string
 	}{
-		{"syscalls", c.TotalSyscalls, b.Max.Syscalls, 1000, true},
-		{"bytes written", c.BytesWritten, b.Max.BytesWritten, 4096, true},
-		{"threads", c.Threads, b.Max.Threads, 4, true},
-		{"processes forked", c.Forks, b.Max.Forks, 0, false},
-		{"execs", c.Execs, b.Max.Execs, 0, false},
+		{"syscalls", c.TotalSyscalls, b.Max.Syscalls, 1000, true, false, num},
+		{"bytes written", c.BytesWritten, b.Max.BytesWritten, 4096, true, false, num},
+		{"threads", c.Threads, b.Max.Threads, 4, true, false, num},
+		{"processes forked", c.Forks, b.Max.Forks, 0, false, false, num},
+		{"execs", c.Execs, b.Max.Execs, 0, false, false, num},
+		{"CPU", uint64(max(c.CPU, 0)), b.Max.CPUNS, uint64(CPUAllowance), true, true, ns},
+		{"peak memory bytes", c.PeakMemory, b.Max.PeakMemory, MemoryAllowance, true, true, num},
 	} {
+		if r.optional && (r.got == 0 || r.max == 0) {
+			continue
+		}
 		limit := r.max + r.allow
 		if r.volumeLike {
 			limit = ResourceFactor*r.max + r.allow
 		}
 		if r.got > limit {
-			d.add(1, "%d %s, more than the baseline allows (%d, maximum seen %d)", r.got, r.what, limit, r.max)
+			d.add(1, "%s %s, more than the baseline allows (%s, maximum seen %s)", r.what, r.show(r.got), r.show(limit), r.show(r.max))
 		}
 	}
 	return d

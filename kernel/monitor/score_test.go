@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestEntropyEstimate(t *testing.T) {
@@ -132,6 +133,7 @@ func TestScore(t *testing.T) {
 		return out
 	}
 	good := run(text, loop(100, 0, 1)...)
+	good.CPU, good.PeakMemory = 20*time.Millisecond, 8<<20
 	base, err := Learn(good, run(text, loop(120, 0, 1)...))
 	if err != nil {
 		t.Fatal(err)
@@ -151,7 +153,9 @@ func TestScore(t *testing.T) {
 		{"novel pair", run(text, append(loop(100, 0, 1), 1, 0, 0)...), true, "read→read"},
 		{"skewed mix", run(text, append(loop(10, 0, 1), loop(190, 0)...)...), true, "Jensen"},
 		{"high entropy", run(random, loop(100, 0, 1)...), true, "entropy"},
-		{"too many syscalls", run(text, loop(2000, 0, 1)...), true, "syscalls, more than"},
+		{"too many syscalls", run(text, loop(2000, 0, 1)...), true, "syscalls 4000, more than"},
+		{"more CPU", func() Counters { c := run(text, loop(100, 0, 1)...); c.CPU = 500 * time.Millisecond; return c }(), true, "CPU 500ms"},
+		{"more memory", func() Counters { c := run(text, loop(100, 0, 1)...); c.PeakMemory = 100 << 20; return c }(), true, "peak memory"},
 		{"forked", func() Counters { c := run(text, loop(100, 0, 1)...); c.Forks = 1; return c }(), true, "forked"},
 		{"lost", func() Counters { c := run(text, loop(100, 0, 1)...); c.Dropped = 3; return c }(), true, "lost events"},
 		{"killed", func() Counters {
@@ -170,6 +174,32 @@ func TestScore(t *testing.T) {
 	}
 	if d := Score(run(text, 0, 1, 42), nil); d.Deviant() {
 		t.Errorf("no baseline: %+v, want only absolute checks", d)
+	}
+}
+
+func TestScoreWith(t *testing.T) {
+	text := bytes.Repeat([]byte(`{"result":"fine"} `), 30)
+	random := make([]byte, 4096)
+	for i := range random {
+		random[i] = byte(i*7 + i/256)
+	}
+	band := &Band{Min: 0, Max: 7}
+	for _, tc := range []struct {
+		name    string
+		out     []byte
+		x       Expect
+		deviant bool
+	}{
+		{"text inside the band", text, Expect{Entropy: band}, false},
+		{"random outside the band", random, Expect{Entropy: band}, true},
+		{"random, nothing declared", random, Expect{}, false},
+		{"sample too small to judge", random[:100], Expect{Entropy: band}, false},
+	} {
+		// No baseline: the declared band is judged on its own.
+		d := ScoreWith(run(tc.out, 0, 1), nil, tc.x)
+		if d.Deviant() != tc.deviant {
+			t.Errorf("%s: deviant %v (%v), want %v", tc.name, d.Deviant(), d.Reasons, tc.deviant)
+		}
 	}
 }
 
@@ -233,4 +263,33 @@ func FuzzBaselineUnmarshal(f *testing.F) {
 		}
 		Score(run([]byte("x"), 0, 1, 1), &b)
 	})
+}
+
+func TestRuntimeWeight(t *testing.T) {
+	// read 0, write 1, getppid 110, getrusage 98, tgkill 234, rt_sigreturn 15
+	base, err := Learn(run(nil, 0, 110, 1), run(nil, 0, 110, 110, 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	runtime := map[uint32]bool{0: true, 1: true, 234: true, 15: true}
+	for _, tc := range []struct {
+		name    string
+		nrs     []uint32
+		deviant bool
+	}{
+		// Go preempting the getppid loop: two novel runtime syscalls, three
+		// novel pairs with one of them in it.
+		{"preempted", []uint32{0, 110, 234, 15, 110, 1}, false},
+		// A novel syscall the cell declared, not the runtime's.
+		{"new extra", []uint32{0, 110, 98, 1}, true},
+		// Known syscalls in a new order, with a runtime one on a side.
+		{"new order", []uint32{0, 110, 110, 110, 1}, false},
+		// Preempted and a new extra: the extra alone decides.
+		{"both", []uint32{0, 110, 234, 15, 98, 1}, true},
+	} {
+		d := ScoreWith(run(nil, tc.nrs...), base, Expect{Runtime: runtime})
+		if d.Deviant() != tc.deviant {
+			t.Errorf("%s: score %.2f (%v), want deviant %v", tc.name, d.Score, d.Reasons, tc.deviant)
+		}
+	}
 }

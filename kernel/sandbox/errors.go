@@ -21,6 +21,9 @@ var (
 	ErrNotSupported = errors.New("not supported by this host")
 	// ErrNotRoot means the process is not root; sandboxes need root.
 	ErrNotRoot = errors.New("sandboxes need root")
+	// ErrParentInUse means another Manager (another tccd) holds the
+	// cgroup parent: its sweep would take our live sandboxes for orphans.
+	ErrParentInUse = errors.New("cgroup parent in use")
 )
 
 // SpecError is a Spec field that cannot be used.

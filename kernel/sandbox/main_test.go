@@ -92,10 +92,13 @@ func newManager(t testing.TB, userNS bool) *Manager {
 	}
 	t.Cleanup(func() {
 		// A fresh Manager: m's sandboxes still alive are leftovers too.
+		// m's lock on the cgroup parent goes first, as if its daemon died.
+		m.lock.Close()
 		fresh, err := New(m.cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
+		defer fresh.lock.Close()
 		removed, err := fresh.Sweep(context.Background())
 		if err != nil {
 			t.Errorf("final sweep: %v", err)

@@ -15,6 +15,7 @@ import (
 	"github.com/moby/sys/mountinfo"
 	"github.com/opencontainers/cgroups"
 	"github.com/opencontainers/runc/libcontainer/exeseal"
+	"golang.org/x/sys/unix"
 )
 
 // Config configures a Manager. The zero value of every field is a usable
@@ -78,6 +79,10 @@ type Manager struct {
 	cg2Mount  string // cgroup2 mount point, "" if none
 	unified   bool   // pure cgroup v2 host
 	swapLimit bool   // the memory controller can limit swap
+
+	// lock holds an exclusive flock on the cgroup parent for the
+	// Manager's life (lockParent).
+	lock *os.File
 
 	mu    sync.Mutex
 	slots []bool              // id ranges in use
@@ -189,7 +194,50 @@ func New(cfg Config) (*Manager, error) {
 	case m.cg2Mount != "":
 		m.features.Cgroups = "hybrid"
 	}
+	if err := m.lockParent(); err != nil {
+		return nil, err
+	}
 	return m, nil
+}
+
+// lockParent takes an exclusive flock on the cgroup parent's directory (in
+// the cgroup2 hierarchy, else the first one mounted), made if needed, and
+// keeps it until Close. Sweep removes whatever it finds under the parent:
+// a second daemon on the same parent would kill the first one's live
+// sandboxes as orphans. With the lock it fails to start instead.
+func (m *Manager) lockParent() error {
+	hier := m.cg2Mount
+	if hier == "" {
+		hs, err := hierarchies()
+		if err != nil || len(hs) == 0 {
+			return fmt.Errorf("sandbox: no cgroup hierarchy to lock the cgroup parent in: %v", err)
+		}
+		hier = hs[0]
+	}
+	dir := filepath.Join(hier, m.cfg.CgroupParent)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("sandbox: cgroup parent: %w", err)
+	}
+	f, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("sandbox: cgroup parent: %w", err)
+	}
+	for {
+		err = unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+		if err != unix.EINTR {
+			break
+		}
+	}
+	switch {
+	case err == unix.EWOULDBLOCK:
+		f.Close()
+		return fmt.Errorf("sandbox: cgroup parent %s: %w: another tccd owns it (its sandboxes live there); give each daemon its own --cgroup-parent", m.cfg.CgroupParent, ErrParentInUse)
+	case err != nil:
+		f.Close()
+		return fmt.Errorf("sandbox: lock cgroup parent %s: %w", dir, os.NewSyscallError("flock", err))
+	}
+	m.lock = f
+	return nil
 }
 
 // Features returns what New found out about the host.
@@ -394,6 +442,10 @@ func (m *Manager) Close() error {
 		if err := os.Remove(d); err != nil && !errors.Is(err, os.ErrNotExist) {
 			errs = append(errs, err)
 		}
+	}
+	// Last: until its directories are gone, the parent is still ours.
+	if m.lock != nil {
+		m.lock.Close()
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("sandbox: close: %w", err)

@@ -619,10 +619,12 @@ func TestSweep(t *testing.T) {
 			}
 			pids := []int{sb.Pid(), parked.Pid()}
 
+			m1.lock.Close() // as the crash of its daemon would
 			m2, err := New(m1.cfg)
 			if err != nil {
 				t.Fatal(err)
 			}
+			defer m2.lock.Close()
 			if _, err := m2.Prepare(context.Background(), probeSpec("tcc-orphan")); !errors.Is(err, ErrExists) {
 				t.Errorf("Prepare over leftovers: got %v, want ErrExists", err)
 			}
@@ -803,4 +805,20 @@ func countMounts(t testing.TB) int {
 		t.Fatal(err)
 	}
 	return bytes.Count(b, []byte("\n"))
+}
+
+// TestParentLocked starts a second Manager on a live one's cgroup parent:
+// its Sweep would take the first one's sandboxes for orphans, so New must
+// refuse, and accept once the first is gone.
+func TestParentLocked(t *testing.T) {
+	m := newManager(t, true)
+	if _, err := New(m.cfg); !errors.Is(err, ErrParentInUse) || !strings.Contains(err.Error(), m.cfg.CgroupParent) {
+		t.Fatalf("second New on %s: got %v, want ErrParentInUse naming the parent", m.cfg.CgroupParent, err)
+	}
+	m.lock.Close() // as the exit of its daemon would
+	m2, err := New(m.cfg)
+	if err != nil {
+		t.Fatalf("New after the first Manager is gone: %v", err)
+	}
+	m2.lock.Close()
 }

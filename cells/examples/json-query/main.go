@@ -47,7 +47,6 @@ type Output struct {
 // using them gets a clear error instead of a clock reading.
 const disabled = `def now: error("now is disabled: json-query results depend only on the input; pass a time in the document");`
 
-
 func run(in Input, _ *cellio.Progress) (Output, error) {
 	limit := defaultLimit
 	if in.Limit != nil {

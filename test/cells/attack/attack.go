@@ -52,6 +52,7 @@ type Input struct {
 	Threads   int      `json:"threads,omitempty"`   // busy-loop: spinning goroutines
 	Trigger   bool     `json:"trigger,omitempty"`   // burst: start the burst
 	Syscall   string   `json:"syscall,omitempty"`   // undeclared-syscall: which one
+	Output    string   `json:"output,omitempty"`    // bad-output: what to print
 }
 
 // Result is the output of every attack. Blocked is true when every probe
@@ -206,12 +207,17 @@ func selfPath() string {
 }
 
 // spawn starts a helper process in the given mode with extra clone or
-// unshare flags and returns its pid. Standard streams are not passed on.
+// unshare flags and returns its pid. The helper gets the cell's stdin and
+// its stderr as both stdout and stderr, never its stdout (the cell's JSON
+// result): the Go runtime aborts (exit 2) when it starts with fds 0-2
+// closed and there is no /dev/null to fill them with, which would make a
+// namespace that was created look refused.
 func spawn(mode string, attr *syscall.SysProcAttr) (int, error) {
 	exe := selfPath()
 	return syscall.ForkExec(exe, []string{exe, childArg, mode}, &syscall.ProcAttr{
-		Env: []string{},
-		Sys: attr,
+		Env:   []string{},
+		Files: []uintptr{0, 2, 2},
+		Sys:   attr,
 	})
 }
 

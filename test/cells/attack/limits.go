@@ -15,6 +15,30 @@ func init() {
 	register("busy-loop", "the wall-clock deadline stops a cell that never ends (and cpu quota throttles it)", busyLoop)
 	register("stdout-flood", "the output cap stops a cell that writes without end", stdoutFlood)
 	register("undeclared-syscall", "a syscall the manifest does not allow kills the cell (seccomp, SIGSYS)", undeclaredSyscall)
+	register("bad-output", "a result that is not one JSON object matching the output schema is refused (invalid-output)", badOutput)
+}
+
+// badOutputs are what bad-output writes to stdout before it exits 0.
+var badOutputs = map[string]string{
+	"text":     "hostile: this is not JSON\n",
+	"array":    `[{"attack": "bad-output", "blocked": false, "errno": "", "detail": "in an array", "count": 0}]` + "\n",
+	"mismatch": `{"attack": "bad-output", "blocked": "no", "detail": "blocked is a string, errno and count are missing"}` + "\n",
+	"two":      `{"attack": "bad-output", "blocked": false, "errno": "", "detail": "one", "count": 1}` + "\n" + `{"attack": "bad-output", "blocked": false, "errno": "", "detail": "two", "count": 2}` + "\n",
+	"empty":    "",
+}
+
+// badOutput writes one of badOutputs (input.output) and exits 0 without the
+// usual report: the daemon, not the exit status, must notice.
+func badOutput(in Input) (Result, error) {
+	out, ok := badOutputs[in.Output]
+	if !ok {
+		return Result{}, fmt.Errorf("input.output %q is not one of text, array, mismatch, two, empty", in.Output)
+	}
+	if _, err := os.Stdout.WriteString(out); err != nil {
+		return Result{}, err
+	}
+	os.Exit(exitOK)
+	return Result{}, nil
 }
 
 // forkBomb starts sleeping helpers until the kernel refuses (EAGAIN at the

@@ -1,0 +1,6 @@
+// Command sleep is an MCP conformance fixture cell (see package fixture).
+package main
+
+import "github.com/trustcells/tcc/test/conformance/cells/fixture"
+
+func main() { fixture.Main("sleep") }
