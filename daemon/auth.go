@@ -55,7 +55,7 @@ func (d *Daemon) authenticate(r *http.Request) (caller, error) {
 	}
 	cred, ok := peerOf(r.Context())
 	if !ok {
-		if a := d.tenants.anon; a != nil && viaTCP(r.Context()) {
+		if a := d.tenants.Load().anon; a != nil && viaTCP(r.Context()) {
 			return caller{ID: "tcp:anonymous", Tenant: a.Tenant, Scopes: a.Scopes}, nil
 		}
 		return caller{}, &mcp.AuthError{Status: http.StatusUnauthorized, Code: "invalid_request",
@@ -68,7 +68,7 @@ func (d *Daemon) authenticate(r *http.Request) (caller, error) {
 		return c, nil
 	}
 	groups, _ := peer.Groups(cred)
-	c.Tenant, c.Scopes = d.tenants.ofPeer(cred.UID, cred.GID, groups)
+	c.Tenant, c.Scopes = d.tenants.Load().ofPeer(cred.UID, cred.GID, groups)
 	return c, nil
 }
 

@@ -39,8 +39,13 @@ func (d *Daemon) run(w http.ResponseWriter, r *http.Request, c caller) error {
 // audit events: call.begin, durable before anything is created, and
 // call.end after the wipe, carrying the verdict and what the call used.
 func (d *Daemon) call(ctx context.Context, c caller, ref string, input json.RawMessage, progress func(kernel.Progress)) (*outcome.Outcome, error) {
-	// Another tenant's cell is "not found" for this caller (auth.go).
-	if cl, err := d.kernel.Resolve(ref); err == nil && !c.sees(cl.Tenant) {
+	// Resolved once: the cell whose tenant is checked is the cell that
+	// runs. Another tenant's cell is "not found" for this caller.
+	resolved, err := d.kernel.Resolve(ref)
+	if err != nil {
+		return nil, err
+	}
+	if !c.sees(resolved.Tenant) {
 		return nil, fmt.Errorf("cell %s: %w", ref, ledger.ErrNotFound)
 	}
 	traceID := traceIDFor(ctx) // ledgerapi.go: a replay passes its own
@@ -51,7 +56,7 @@ func (d *Daemon) call(ctx context.Context, c caller, ref string, input json.RawM
 		dev      monitor.Deviation
 	)
 	o, err := d.kernel.Call(ctx, kernel.Request{
-		Cell:     ref,
+		Resolved: resolved,
 		Input:    input,
 		TraceID:  traceID,
 		Progress: progress,

@@ -43,9 +43,10 @@ type Config struct {
 	ListenTCP string // optional loopback address for MCP over HTTP (mcp.go)
 	Tenants   string // tenants and scopes config file (auth.go)
 
-	// ReloadTrust, if set, re-reads the trust file at every receive (tccd
-	// wires SIGHUP to it). A file that does not parse keeps the old trust.
-	ReloadTrust <-chan os.Signal
+	// Reload, if set, re-reads the trust and tenants files at every
+	// receive (tccd wires SIGHUP to it). A file that does not parse keeps
+	// what was loaded before.
+	Reload <-chan os.Signal
 
 	// UnsafeTestProfiles compiles seccomp profiles without the forbidden
 	// list or argument narrowing (kernel.Config.UnsafeTestProfiles), so
@@ -101,7 +102,7 @@ type Daemon struct {
 	mon    monitorState // monitorapi.go: baselines being refined
 	audit  auditState   // ledgerapi.go: verifier key, blob store
 
-	tenants  *tenants    // tenants.go: who is in which tenant (set before serving)
+	tenants  atomic.Pointer[tenants] // tenants.go: who is in which tenant (set before serving, swapped on SIGHUP)
 	tokenKey *tokenKey   // tokens.go: bearer token signing key
 	mcp      *mcp.Server // mcp.go: the MCP endpoint
 }
@@ -156,8 +157,6 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	defer d.ledger.Close()
-	// Only now: the ledger's lock says no other daemon owns this state.
-	d.removeStaleUploads()
 
 	d.kernel, err = kernel.New(ctx, kernel.Config{
 		StateDir:            filepath.Join(cfg.StateDir, "sandboxes"),
@@ -211,14 +210,15 @@ func Run(ctx context.Context, cfg Config) error {
 
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(l) }()
-	if cfg.ReloadTrust != nil {
+	if cfg.Reload != nil {
 		go func() {
 			for {
 				select {
 				case <-ctx.Done():
 					return
-				case <-cfg.ReloadTrust:
+				case <-cfg.Reload:
 					d.reloadTrust()
+					d.reloadTenants()
 				}
 			}
 		}()
@@ -293,21 +293,6 @@ func (d *Daemon) reloadTrust() {
 		}
 	}
 	d.log.Info("trust file reloaded", "trust", d.cfg.Trust, "trusted", now.names, "added", added, "removed", removed)
-}
-
-// removeStaleUploads deletes capsule uploads a killed daemon left in
-// <state>/tmp: a registration that had not committed is simply absent.
-func (d *Daemon) removeStaleUploads() {
-	dir := filepath.Join(d.cfg.StateDir, "tmp")
-	ents, _ := os.ReadDir(dir)
-	for _, e := range ents {
-		p := filepath.Join(dir, e.Name())
-		if err := os.RemoveAll(p); err != nil {
-			d.log.Error("cannot remove a stale upload of a previous daemon", "path", p, "err", err)
-			continue
-		}
-		d.log.Warn("removed orphan of a previous daemon", "object", "upload "+p)
-	}
 }
 
 // loadOrCreateLedgerKey loads the checkpoint signer key, creating it on

@@ -35,10 +35,11 @@ func (d *Daemon) mcpRoutes(mux *http.ServeMux) {
 // endpoint and, with --listen-tcp, serves it on a loopback address; the
 // returned func stops that listener.
 func (d *Daemon) initMCP(ctx context.Context) (func(), error) {
-	var err error
-	if d.tenants, err = loadTenants(d.cfg.Tenants); err != nil {
+	ts, err := loadTenants(d.cfg.Tenants)
+	if err != nil {
 		return nil, err
 	}
+	d.tenants.Store(ts)
 	if d.tokenKey, err = loadOrCreateTokenKey(d.tokenKeyPath()); err != nil {
 		return nil, err
 	}

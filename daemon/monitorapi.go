@@ -27,10 +27,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
-	"os"
-	"path/filepath"
 	"reflect"
 	"slices"
 	"strconv"
@@ -552,12 +549,7 @@ func (d *Daemon) advise(w http.ResponseWriter, r *http.Request, c caller) error 
 	if ok, why := d.kernel.MonitorStatus(); !ok {
 		return &httpError{http.StatusServiceUnavailable, api.CodeUnavailable, fmt.Errorf("advice watches the examples with the behaviour monitor, which is unavailable: %s", why)}
 	}
-	path, cleanup, err := d.receiveUpload(r)
-	if err != nil {
-		return err
-	}
-	defer cleanup()
-	caps, err := capsule.Open(path)
+	caps, err := readUpload(w, r) // register.go
 	if err != nil {
 		return err
 	}
@@ -702,29 +694,4 @@ func adviceYAML(a *seccomp.Advice) string {
 	fmt.Fprintf(&b, "  groups: %s\n", list(a.Groups))
 	fmt.Fprintf(&b, "  extra: %s\n", list(a.Extra))
 	return b.String()
-}
-
-// receiveUpload stores a capsule tar from the request body in the state's
-// tmp directory, within maxCapsuleBody.
-func (d *Daemon) receiveUpload(r *http.Request) (string, func(), error) {
-	tmpDir := filepath.Join(d.cfg.StateDir, "tmp")
-	if err := os.MkdirAll(tmpDir, 0o700); err != nil {
-		return "", nil, err
-	}
-	f, err := os.CreateTemp(tmpDir, "advise-*.cell")
-	if err != nil {
-		return "", nil, err
-	}
-	cleanup := func() { os.Remove(f.Name()) }
-	n, err := io.Copy(f, io.LimitReader(r.Body, maxCapsuleBody+1))
-	f.Close()
-	if err != nil {
-		cleanup()
-		return "", nil, badRequest("reading the capsule: %v", err)
-	}
-	if n > maxCapsuleBody {
-		cleanup()
-		return "", nil, &httpError{http.StatusRequestEntityTooLarge, api.CodeBadRequest, fmt.Errorf("capsule larger than %d bytes", maxCapsuleBody)}
-	}
-	return f.Name(), cleanup, nil
 }

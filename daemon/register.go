@@ -2,11 +2,9 @@ package daemon
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
-	"io"
 	"net/http"
-	"os"
-	"path/filepath"
 
 	"github.com/trustcells/tcc/cells/capsule"
 	"github.com/trustcells/tcc/daemon/api"
@@ -14,30 +12,25 @@ import (
 	"github.com/trustcells/tcc/ledger"
 )
 
+// readUpload reads a capsule tar straight from the request body, within
+// maxCapsuleBody and the capsule caps; nothing touches the disk, and
+// errors call it "upload".
+func readUpload(w http.ResponseWriter, r *http.Request) (*capsule.Capsule, error) {
+	c, err := capsule.ReadTar(http.MaxBytesReader(w, r.Body, maxCapsuleBody), "upload")
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		return nil, &httpError{http.StatusRequestEntityTooLarge, api.CodeBadRequest, fmt.Errorf("capsule upload larger than %d bytes", maxCapsuleBody)}
+	}
+	return c, err
+}
+
 // maxCapsuleBody bounds an uploaded capsule tar: the capsule cap plus tar
 // headers and padding.
 const maxCapsuleBody = capsule.MaxTotalSize + capsule.MaxEntries*1024 + 1<<20
 
 func (d *Daemon) register(w http.ResponseWriter, r *http.Request, c caller) error {
 	tenant := r.URL.Query().Get("tenant")
-	tmpDir := filepath.Join(d.cfg.StateDir, "tmp")
-	if err := os.MkdirAll(tmpDir, 0o700); err != nil {
-		return err
-	}
-	f, err := os.CreateTemp(tmpDir, "upload-*.cell")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	n, err := io.Copy(f, io.LimitReader(r.Body, maxCapsuleBody+1))
-	f.Close()
-	if err != nil {
-		return badRequest("reading the capsule: %v", err)
-	}
-	if n > maxCapsuleBody {
-		return &httpError{http.StatusRequestEntityTooLarge, api.CodeBadRequest, fmt.Errorf("capsule larger than %d bytes", maxCapsuleBody)}
-	}
-	caps, err := capsule.Open(f.Name())
+	caps, err := readUpload(w, r)
 	if err != nil {
 		return err
 	}

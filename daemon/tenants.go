@@ -189,3 +189,19 @@ func (t *tenants) ofPeer(uid, gid uint32, groups []uint32) (string, []string) {
 	}
 	return "", nil
 }
+
+// reloadTenants re-reads the tenants file while the daemon runs; the next
+// request is attributed with it. A file that does not parse keeps the
+// mapping loaded before.
+func (d *Daemon) reloadTenants() {
+	if d.cfg.Tenants == "" {
+		return
+	}
+	ts, err := loadTenants(d.cfg.Tenants)
+	if err != nil {
+		d.log.Error("tenants file reload failed; keeping the tenants loaded before", "tenants", d.cfg.Tenants, "err", err)
+		return
+	}
+	d.tenants.Store(ts)
+	d.log.Info("tenants file reloaded", "tenants", d.cfg.Tenants)
+}

@@ -179,8 +179,9 @@ func (k *Kernel) Load() (running, queued, maxRunning, maxQueue int) {
 type Request struct {
 	Cell string // name (runs its head) or identity (pinned)
 	// Resolved, if set, is run instead of resolving Cell through the
-	// catalogue: a cell being registered (its probation run) or an
-	// unregistered capsule being advised. Its files must be in the store.
+	// catalogue: a cell the caller already resolved (and checked), a cell
+	// being registered (its probation run) or an unregistered capsule
+	// being advised. Its files must be in the store.
 	Resolved *Cell
 	Input    json.RawMessage // one JSON value
 

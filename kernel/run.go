@@ -113,7 +113,7 @@ func (k *Kernel) run(ctx context.Context, cell *Cell, c *compiled, req Request, 
 
 	if k.monitor != nil {
 		base = req.Baseline
-		if base == nil && req.Resolved == nil {
+		if base == nil {
 			if base, err = k.cfg.Catalog.Baseline(cell.Identity); err != nil {
 				fail("read baseline", err)
 				return

@@ -499,6 +499,40 @@ func TestMCP(t *testing.T) {
 	})
 
 	t.Run("auth", func(t *testing.T) { testAuth(t, m) })
+
+	// Last: it changes who uid 4242 is.
+	t.Run("tenants file reloaded on SIGHUP", func(t *testing.T) {
+		tenantOf := func() string {
+			out, errOut, code := m.ctlAs(t, &syscall.Credential{Uid: 4242, Gid: 4242}, nil, "status", "--json")
+			var st api.Status
+			if code != 0 || json.Unmarshal([]byte(out), &st) != nil {
+				t.Fatalf("status as uid 4242: exit %d, %s %s", code, out, errOut)
+			}
+			return st.Caller.Tenant
+		}
+		if got := tenantOf(); got != "acme" {
+			t.Fatalf("uid 4242 is in tenant %q before the reload, want acme", got)
+		}
+		path := filepath.Join(m.Dir, "tenants.yaml")
+		if err := os.WriteFile(path, []byte("tenants:\n  globex:\n    users: [\"4242\"]\n    scopes: [tools:list]\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := syscall.Kill(daemonPID(t, m.Env), syscall.SIGHUP); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, 10*time.Second, "uid 4242 moved to globex", func() bool { return tenantOf() == "globex" })
+		// A file that does not parse keeps the mapping loaded before.
+		if err := os.WriteFile(path, []byte("tenants: [oops\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := syscall.Kill(daemonPID(t, m.Env), syscall.SIGHUP); err != nil {
+			t.Fatal(err)
+		}
+		waitLog(t, m.Env, "tenants file reload failed", 10*time.Second)
+		if got := tenantOf(); got != "globex" {
+			t.Errorf("after a broken tenants file, uid 4242 is in tenant %q, want globex still", got)
+		}
+	})
 }
 
 // findEvent returns the newest event of the recent ones (as the admin

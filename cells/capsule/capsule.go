@@ -137,7 +137,7 @@ func Open(path string) (*Capsule, error) {
 	if err != nil {
 		return nil, &Error{Capsule: path, Err: ErrNotCapsule, Msg: "cannot open", Cause: err}
 	}
-	r := &reader{c: &Capsule{path: path, files: map[string]*entry{}}, dirs: map[string]bool{}}
+	r := newReader(path)
 	if fi.IsDir() {
 		r.c.format = FormatDir
 		err = r.readDir(path)
@@ -147,9 +147,29 @@ func Open(path string) (*Capsule, error) {
 	if err != nil {
 		return nil, err
 	}
+	return r.finish()
+}
+
+// ReadTar reads a capsule tar, plain or gzip-compressed, from src, with the
+// caps and refusals of Open; errors name the capsule name (e.g. "upload").
+// The daemon reads uploads this way, straight from the request.
+func ReadTar(src io.Reader, name string) (*Capsule, error) {
+	r := newReader(name)
+	if err := r.readTarStream(src); err != nil {
+		return nil, err
+	}
+	return r.finish()
+}
+
+func newReader(name string) *reader {
+	return &reader{c: &Capsule{path: name, files: map[string]*entry{}}, dirs: map[string]bool{}}
+}
+
+// finish checks that a manifest was read and parses it.
+func (r *reader) finish() (*Capsule, error) {
 	c := r.c
 	if c.raw == nil {
-		return nil, newError(path, ErrMissingFile, "no %s at the root; a capsule starts with its manifest", ManifestFile)
+		return nil, newError(c.path, ErrMissingFile, "no %s at the root; a capsule starts with its manifest", ManifestFile)
 	}
 	c.m, c.mErr = manifest.Parse(c.raw)
 	return c, nil
@@ -321,13 +341,19 @@ func (r *reader) readTarFile(name string) error {
 		return &Error{Capsule: name, Err: ErrNotCapsule, Msg: "cannot open", Cause: err}
 	}
 	defer f.Close()
-	br := bufio.NewReader(f)
+	return r.readTarStream(f)
+}
+
+// readTarStream reads a tar, gunzipping it first if it starts with the
+// gzip magic.
+func (r *reader) readTarStream(in io.Reader) error {
+	br := bufio.NewReader(in)
 	var src io.Reader = br
 	r.c.format = FormatTar
 	if magic, _ := br.Peek(2); len(magic) == 2 && magic[0] == 0x1f && magic[1] == 0x8b {
 		zr, err := gzip.NewReader(br)
 		if err != nil {
-			return &Error{Capsule: name, Err: ErrNotCapsule, Msg: "bad gzip data", Cause: err}
+			return &Error{Capsule: r.c.path, Err: ErrNotCapsule, Msg: "bad gzip data", Cause: err}
 		}
 		defer zr.Close()
 		zr.Multistream(false)

@@ -92,12 +92,12 @@ does not parse, the keys trusted before are kept and the error is logged).`,
 			}
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			// SIGHUP re-reads the trust file; a key removed from it stops
-			// its cells at their next launch.
+			// SIGHUP re-reads the trust and tenants files; a key removed
+			// from the trust file stops its cells at their next launch.
 			hup := make(chan os.Signal, 1)
 			signal.Notify(hup, syscall.SIGHUP)
 			defer signal.Stop(hup)
-			cfg.ReloadTrust = hup
+			cfg.Reload = hup
 			return daemon.Run(ctx, cfg)
 		},
 	}
