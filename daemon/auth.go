@@ -2,45 +2,27 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/trustcells/tcc/daemon/api"
 	"github.com/trustcells/tcc/kernel/peer"
 	"github.com/trustcells/tcc/mcp"
 )
 
-// caller is who sent a request, as far as the daemon can prove it.
-type caller struct {
-	ID      string // "uid:1000", "jti:…" for a token, "tcp:anonymous"
-	UID     uint32
-	Peer    bool // UID comes from SO_PEERCRED
-	Admin   bool
-	Tenant  string    // "" = no tenant (admins see every tenant)
-	Scopes  []string  // what the caller may do over MCP
-	Expires time.Time // a token's expiry; zero otherwise
-}
-
-// sees reports whether c may see something of tenant ("" = every tenant).
-func (c caller) sees(tenant string) bool { return c.Admin || tenant == "" || tenant == c.Tenant }
-
-func (c caller) mcp() *mcp.Caller {
-	return &mcp.Caller{ID: c.ID, Tenant: c.Tenant, Admin: c.Admin, Scopes: c.Scopes, Expires: c.Expires}
-}
-
-func callerFrom(c *mcp.Caller) caller {
-	return caller{ID: c.ID, Admin: c.Admin, Tenant: c.Tenant, Scopes: c.Scopes, Expires: c.Expires}
-}
+// caller is who sent a request, as far as the daemon can prove it: the
+// MCP layer's Caller, so both layers judge by the same fields (Has, Sees).
+type caller = mcp.Caller
 
 // authenticate says who sent r:
 //
 //   - a request with an Authorization header is the token's caller, and
 //     only if the token verifies (even from root: a token narrows);
-//   - otherwise a Unix-socket peer by its credentials: root and the admin
-//     group are admins; other users get the tenant and scopes the tenants
-//     file gives them;
+//   - otherwise a Unix-socket peer by the credentials the kernel recorded
+//     when it connected: root and the admin group are admins; other users
+//     get the tenant and scopes the tenants file gives them;
 //   - otherwise (loopback TCP without a token) the tenants file's anonymous
 //     identity, if it has one.
 //
@@ -61,44 +43,44 @@ func (d *Daemon) authenticate(r *http.Request) (caller, error) {
 		return caller{}, &mcp.AuthError{Status: http.StatusUnauthorized, Code: "invalid_request",
 			Msg: "no bearer token: over TCP tccd knows callers only by a token (tccctl token issue), unless the tenants file grants anonymous access"}
 	}
-	c := caller{ID: cred.String(), UID: cred.UID, Peer: true}
-	c.Admin = cred.UID == 0 || (d.adminGID >= 0 && d.inGroup(cred, uint32(d.adminGID)))
-	if c.Admin {
-		c.Scopes = mcp.Scopes
+	c := caller{ID: cred.String()}
+	if d.isAdmin(cred) {
+		c.Admin, c.Scopes = true, mcp.Scopes
 		return c, nil
 	}
-	groups, _ := peer.Groups(cred)
-	c.Tenant, c.Scopes = d.tenants.Load().ofPeer(cred.UID, cred.GID, groups)
+	c.Tenant, c.Scopes = d.tenants.Load().ofPeer(cred.UID, cred.GID, cred.Groups)
 	return c, nil
 }
 
-// refuseAuth answers a request authenticate refused.
-func (d *Daemon) refuseAuth(w http.ResponseWriter, r *http.Request, err error) {
-	ae, ok := err.(*mcp.AuthError)
-	if !ok {
-		d.log.Error("authenticate", "path", r.URL.Path, "err", err)
-		writeJSON(w, http.StatusInternalServerError, &api.Error{Code: api.CodeInternal, Message: err.Error()})
-		return
-	}
-	d.log.Info("request refused", "method", r.Method, "path", r.URL.Path, "status", ae.Status, "err", ae.Msg)
-	code := api.CodeUnauthorized
-	if ae.Status == http.StatusUnauthorized {
-		w.Header().Set("WWW-Authenticate", `Bearer realm="tccd", error="`+ae.Code+`", error_description="`+strings.ReplaceAll(ae.Msg, `"`, `'`)+`"`)
-	} else {
-		code = api.CodeForbidden
-	}
-	writeJSON(w, ae.Status, &api.Error{Code: code, Message: ae.Msg})
-}
-
-func (d *Daemon) inGroup(cred peer.Cred, gid uint32) bool {
-	if cred.GID == gid {
+// isAdmin: root, or a member of the admin group when the peer connected.
+func (d *Daemon) isAdmin(cred peer.Cred) bool {
+	if cred.UID == 0 {
 		return true
 	}
-	groups, err := peer.Groups(cred)
-	if err != nil {
+	if d.adminGID < 0 {
 		return false
 	}
-	return slices.Contains(groups, gid)
+	gid := uint32(d.adminGID)
+	return cred.GID == gid || slices.Contains(cred.Groups, gid)
+}
+
+// refuseAuth answers a request authenticate refused. A failure to decide
+// (the ledger cannot be read) is 503, not a refusal: the caller did
+// nothing wrong, and the details stay in the log.
+func (d *Daemon) refuseAuth(w http.ResponseWriter, r *http.Request, err error) {
+	var ae *mcp.AuthError
+	if !errors.As(err, &ae) {
+		d.log.Error("authenticate", logPath, r.URL.Path, logErr, err)
+		writeJSON(w, http.StatusServiceUnavailable, &api.Error{Code: api.CodeUnavailable, Message: "tccd cannot check your credentials right now (see its log); retry shortly"})
+		return
+	}
+	d.log.Info("request refused", "method", r.Method, logPath, r.URL.Path, "status", ae.Status, logErr, ae.Msg)
+	code := api.CodeForbidden
+	if ae.Status == http.StatusUnauthorized {
+		w.Header().Set("WWW-Authenticate", ae.Challenge())
+		code = api.CodeUnauthorized
+	}
+	writeJSON(w, ae.Status, &api.Error{Code: code, Message: ae.Msg})
 }
 
 // tcpKey marks requests that came over the loopback TCP listener.
@@ -114,5 +96,5 @@ func (a mcpAuth) Authenticate(r *http.Request) (*mcp.Caller, error) {
 	if err != nil {
 		return nil, err
 	}
-	return c.mcp(), nil
+	return &c, nil
 }

@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 
@@ -18,6 +19,12 @@ func (c catalog) Cell(ref string) (*kernel.Cell, error) {
 	if err != nil {
 		return nil, err
 	}
+	return cellOf(rec, ref == rec.Name)
+}
+
+// cellOf is a stored record as the kernel runs it; byName when the caller
+// named it (then it must still be the head at launch).
+func cellOf(rec *ledger.CellRecord, byName bool) (*kernel.Cell, error) {
 	m, err := manifest.Parse(rec.Manifest)
 	if err != nil {
 		return nil, fmt.Errorf("%w: the stored manifest of %s does not parse: %v", ledger.ErrCorrupt, rec.Identity, err)
@@ -27,8 +34,107 @@ func (c catalog) Cell(ref string) (*kernel.Cell, error) {
 		Manifest:  m,
 		Signature: rec.Signature,
 		Tenant:    rec.Tenant,
-		ByName:    ref == rec.Name,
+		ByName:    byName,
 	}, nil
+}
+
+// cellFor resolves ref (a name, an identity or a prefix of one) to a cell
+// c may see, as the kernel runs it. It is the one way a caller's reference
+// becomes a cell: every route and MCP go through it (record).
+func (d *Daemon) cellFor(c caller, ref string) (*kernel.Cell, error) {
+	rec, err := d.record(c, ref)
+	if err != nil {
+		return nil, err
+	}
+	return cellOf(rec, ref == rec.Name)
+}
+
+// record resolves ref to the record of a cell c may see. Another tenant's
+// cell is answered exactly as a missing one, and an ambiguous prefix lists
+// only the candidates c may see, so that nothing reveals that a hidden cell
+// exists.
+func (d *Daemon) record(c caller, ref string) (*ledger.CellRecord, error) {
+	rec, err := d.ledger.Cell(ref)
+	var ae *ledger.AmbiguousError
+	switch {
+	case errors.As(err, &ae):
+		return d.disambiguate(c, ref, ae)
+	case errors.Is(err, ledger.ErrNoHead):
+		if ok, verr := d.nameVisible(c, ref); verr != nil || !ok {
+			return nil, cmp.Or(verr, notFound(ref))
+		}
+		return nil, err
+	case errors.Is(err, ledger.ErrNotFound):
+		return nil, notFound(ref)
+	case err != nil:
+		return nil, err
+	case !c.Sees(rec.Tenant):
+		return nil, notFound(ref)
+	}
+	return rec, nil
+}
+
+// notFound is the answer for a cell that does not exist or that the caller
+// may not see: the same words for both.
+func notFound(ref string) error {
+	return fmt.Errorf("cell %q: %w: no cell you may see has this name or identity (tccctl cell list shows them)", ref, ledger.ErrNotFound)
+}
+
+// disambiguate narrows an ambiguous prefix to the candidates c may see.
+func (d *Daemon) disambiguate(c caller, ref string, ae *ledger.AmbiguousError) (*ledger.CellRecord, error) {
+	var seen []*ledger.CellRecord
+	for _, id := range ae.Candidates {
+		rec, err := d.ledger.Cell(string(id))
+		if err != nil {
+			return nil, err
+		}
+		if c.Sees(rec.Tenant) {
+			seen = append(seen, rec)
+		}
+	}
+	switch {
+	case len(seen) == 0:
+		return nil, notFound(ref)
+	case len(seen) == 1 && !ae.More:
+		return seen[0], nil
+	}
+	narrowed := &ledger.AmbiguousError{Ref: ae.Ref, More: ae.More}
+	for _, rec := range seen {
+		narrowed.Candidates = append(narrowed.Candidates, rec.Identity)
+	}
+	return nil, narrowed
+}
+
+// nameVisible reports whether c may see some version of name.
+func (d *Daemon) nameVisible(c caller, name string) (bool, error) {
+	if c.Admin {
+		return true, nil
+	}
+	entries, err := d.ledger.Lineage(name)
+	if err != nil {
+		return false, err
+	}
+	for _, e := range entries {
+		if e.Kind != ledger.LineageRegister {
+			continue
+		}
+		if ok, err := d.identityVisible(c, e.Identity); ok || err != nil {
+			return ok, err
+		}
+	}
+	return false, nil
+}
+
+// identityVisible reports whether c may see the registered identity id.
+func (d *Daemon) identityVisible(c caller, id manifest.Identity) (bool, error) {
+	if c.Admin || id == "" {
+		return true, nil
+	}
+	rec, err := d.ledger.Cell(string(id))
+	if err != nil {
+		return false, err
+	}
+	return c.Sees(rec.Tenant), nil
 }
 
 func (c catalog) Head(name string) (manifest.Identity, error) {

@@ -1,7 +1,9 @@
 package daemon
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"os"
 	"runtime"
@@ -16,6 +18,7 @@ import (
 	"github.com/trustcells/tcc/kernel"
 	"github.com/trustcells/tcc/kernel/seccomp"
 	"github.com/trustcells/tcc/ledger"
+	"github.com/trustcells/tcc/mcp"
 )
 
 // maxJSONBody bounds control requests other than registration.
@@ -31,7 +34,7 @@ func (d *Daemon) routes() http.Handler {
 	mux.Handle("GET /v1/cells/{ref}/syscalls", d.handle(d.syscalls))
 	mux.Handle("POST /v1/cells/{name}/rollback", d.handle(admin(d.rollback)))
 	mux.Handle("POST /v1/cells/{ref}/revoke", d.handle(admin(d.revoke)))
-	mux.Handle("POST /v1/run", d.handle(d.run))
+	mux.Handle("POST /v1/cells/{ref}/run", d.handle(d.run))
 	d.ledgerRoutes(mux)  // ledgerapi.go: audit log, proofs, export, replay
 	d.mcpRoutes(mux)     // mcp.go: the MCP endpoint, tokens, vault
 	d.monitorRoutes(mux) // monitorapi.go: profiles and advice
@@ -41,15 +44,27 @@ func (d *Daemon) routes() http.Handler {
 	return mux
 }
 
+// statusClientClosed answers a request whose caller went away (nginx's
+// 499): nobody reads it, and it is not logged as a failure.
+const statusClientClosed = 499
+
 // classify maps an error to an HTTP status and API code.
 func (d *Daemon) classify(err error) (int, api.Code) {
 	var he *httpError
 	var ce *capsule.Error
 	var ie *kernel.InputError
 	var re *seccomp.RequestError
+	var mbe *http.MaxBytesError
 	switch {
 	case errors.As(err, &he):
 		return he.status, he.code
+	case errors.As(err, &mbe):
+		return http.StatusRequestEntityTooLarge, api.CodeTooLarge
+	case errors.Is(err, mcp.ErrForbidden):
+		return http.StatusForbidden, api.CodeForbidden
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		// The caller went away, or tccd is stopping: nothing failed.
+		return statusClientClosed, api.CodeUnavailable
 	case errors.As(err, &ce):
 		return http.StatusUnprocessableEntity, api.CodeVerification
 	case errors.As(err, &ie), errors.As(err, &re), errors.Is(err, ledger.ErrInvalid):
@@ -85,7 +100,7 @@ func (d *Daemon) status(w http.ResponseWriter, r *http.Request, c caller) error 
 	}
 	heads := 0
 	for _, s := range cells {
-		if s.Head != "" {
+		if s.Head != "" && c.Sees(s.Tenant) {
 			heads++
 		}
 	}
@@ -95,21 +110,23 @@ func (d *Daemon) status(w http.ResponseWriter, r *http.Request, c caller) error 
 		Version:   Version,
 		PID:       os.Getpid(),
 		Started:   d.started,
-		StateDir:  d.cfg.StateDir,
-		Socket:    d.cfg.Socket,
 		Kernel:    unix.ByteSliceToString(uts.Release[:]) + " " + runtime.GOARCH,
 		Cgroups:   mode,
 		Cells:     heads,
-		Trusted:   d.trust.Load().names,
-		Ledger:    api.Ledger{Size: d.ledger.Size(), Checkpoint: string(d.ledger.LatestCheckpoint())},
+		Ledger:    d.ledgerStatus(), // ledgerapi.go
 		Sandboxes: api.Sandboxes{Running: running, Queued: queued, Max: maxR, Queue: maxQ},
 		Monitor:   api.Feature{Available: avail, Reason: why},
 		Caller:    api.Caller{ID: c.ID, Admin: c.Admin, Tenant: c.Tenant, Scopes: c.Scopes},
+	}
+	if c.Admin {
+		// Where tccd keeps its state and whom it trusts is for admins.
+		s.StateDir, s.Socket, s.Trusted = d.cfg.StateDir, d.cfg.Socket, d.trust.Load().names
 	}
 	writeJSON(w, http.StatusOK, s)
 	return nil
 }
 
+// listCells lists the names whose head c may see.
 func (d *Daemon) listCells(w http.ResponseWriter, r *http.Request, c caller) error {
 	list, err := d.ledger.List()
 	if err != nil {
@@ -117,6 +134,16 @@ func (d *Daemon) listCells(w http.ResponseWriter, r *http.Request, c caller) err
 	}
 	out := make([]api.CellSummary, 0, len(list))
 	for _, s := range list {
+		if !c.Sees(s.Tenant) {
+			continue
+		}
+		if s.Head == "" { // every version revoked: the tenant is the versions'
+			if ok, err := d.nameVisible(c, s.Name); err != nil {
+				return err
+			} else if !ok {
+				continue
+			}
+		}
 		cs := api.CellSummary{Name: s.Name, Head: string(s.Head), Versions: s.Versions, Tenant: s.Tenant, RegisteredAt: nsTime(s.RegisteredNS)}
 		if s.Head != "" {
 			if rec, err := d.ledger.Cell(string(s.Head)); err == nil {
@@ -132,7 +159,7 @@ func (d *Daemon) listCells(w http.ResponseWriter, r *http.Request, c caller) err
 }
 
 func (d *Daemon) inspectCell(w http.ResponseWriter, r *http.Request, c caller) error {
-	rec, err := d.ledger.Cell(r.PathValue("ref"))
+	rec, err := d.record(c, r.PathValue("ref")) // catalog.go
 	if err != nil {
 		return err
 	}
@@ -160,7 +187,7 @@ func (d *Daemon) inspectCell(w http.ResponseWriter, r *http.Request, c caller) e
 }
 
 func (d *Daemon) lineage(w http.ResponseWriter, r *http.Request, c caller) error {
-	out, err := d.lineageOf(r.PathValue("name"))
+	out, err := d.lineageOf(c, r.PathValue("name"))
 	if err != nil {
 		return err
 	}
@@ -168,33 +195,50 @@ func (d *Daemon) lineage(w http.ResponseWriter, r *http.Request, c caller) error
 	return nil
 }
 
-// lineageOf is the history of a name as the API shows it (also the MCP
-// resource tcc://cells/{name}/lineage).
-func (d *Daemon) lineageOf(name string) (*api.Lineage, error) {
+// lineageOf is the history of a name as c may see it (also the MCP
+// resource tcc://cells/{name}/lineage): versions of other tenants, and the
+// head moves that name them, are left out; a name with no version c may
+// see is not found, as a missing one.
+func (d *Daemon) lineageOf(c caller, name string) (*api.Lineage, error) {
 	entries, err := d.ledger.Lineage(name)
-	if err != nil {
+	if errors.Is(err, ledger.ErrNotFound) {
+		return nil, notFound(name)
+	} else if err != nil {
 		return nil, err
+	}
+	seen := map[manifest.Identity]bool{"": true}
+	for _, e := range entries {
+		if e.Kind == ledger.LineageRegister {
+			if seen[e.Identity], err = d.identityVisible(c, e.Identity); err != nil {
+				return nil, err
+			}
+		}
 	}
 	out := &api.Lineage{Name: name, Entries: []api.LineageEntry{}}
 	for _, e := range entries {
-		switch e.Kind {
-		case ledger.LineageRegister:
+		switch {
+		case e.Kind == ledger.LineageRegister:
+			if !seen[e.Identity] {
+				continue
+			}
 			out.Entries = append(out.Entries, api.LineageEntry{Identity: string(e.Identity), Parent: string(e.Parent), Seq: e.Seq, RegisteredAt: nsTime(e.TimeNS), Head: e.Head, Revoked: e.Revoked})
 			if e.Head {
 				out.Head = string(e.Identity)
 			}
-		default:
-			if e.Kind == ledger.LineageRevoke && e.From == "" {
-				continue // revoking a non-head moves nothing
-			}
+		case e.Kind == ledger.LineageRevoke && e.From == "":
+			// revoking a non-head moves nothing
+		case seen[e.From] && seen[e.To]:
 			out.Moves = append(out.Moves, api.HeadMove{Seq: e.Seq, Kind: string(e.Kind), From: string(e.From), To: string(e.To), At: nsTime(e.TimeNS)})
 		}
+	}
+	if len(out.Entries) == 0 {
+		return nil, notFound(name)
 	}
 	return out, nil
 }
 
 func (d *Daemon) syscalls(w http.ResponseWriter, r *http.Request, c caller) error {
-	cell, err := d.kernel.Resolve(r.PathValue("ref"))
+	cell, err := d.cellFor(c, r.PathValue("ref")) // catalog.go
 	if err != nil {
 		return err
 	}
@@ -217,14 +261,28 @@ func (d *Daemon) rollback(w http.ResponseWriter, r *http.Request, c caller) erro
 	if err != nil {
 		return err
 	}
+	// A rollback must not move a name to another tenant unnoticed: that
+	// would hide the cell from its tenant, or show it to everyone.
+	if head, err := d.ledger.Head(name); err == nil && head.Tenant != to.Tenant && !req.ChangeTenant {
+		return &httpError{http.StatusConflict, api.CodeLineage, fmt.Errorf("rollback of %s to %s would move it from %s to %s; pass --change-tenant if that is what you want",
+			name, to.Identity, tenantName(head.Tenant), tenantName(to.Tenant))}
+	}
 	ev, err := d.ledger.Rollback(r.Context(), name, to.Identity, ledger.Event{Caller: c.ID, TraceID: ledger.NewTraceID()})
 	if err != nil {
 		return err
 	}
-	d.log.Info("rolled back", "cell", name, "from", ev.Parent, "to", ev.Identity, "caller", c.ID, "seq", ev.Seq)
-	d.headsChanged(name)
+	d.log.Info("rolled back", logCell, name, "from", ev.Parent, "to", ev.Identity, logCaller, c.ID, logSeq, ev.Seq)
+	d.headsChanged(r.Context(), name)
 	writeJSON(w, http.StatusOK, api.HeadMoved{Name: name, From: string(ev.Parent), To: string(ev.Identity), Seq: ev.Seq})
 	return nil
+}
+
+// tenantName says which tenant, "" being every tenant.
+func tenantName(t string) string {
+	if t == "" {
+		return "every tenant"
+	}
+	return "tenant " + t
 }
 
 func (d *Daemon) revoke(w http.ResponseWriter, r *http.Request, c caller) error {
@@ -240,8 +298,8 @@ func (d *Daemon) revoke(w http.ResponseWriter, r *http.Request, c caller) error 
 	if err != nil {
 		return err
 	}
-	d.log.Info("revoked", "cell", rec.Name, "identity", rec.Identity, "caller", c.ID, "seq", ev.Seq)
-	d.headsChanged(rec.Name)
+	d.log.Info("revoked", logCell, rec.Name, logIdentity, rec.Identity, logCaller, c.ID, logSeq, ev.Seq)
+	d.headsChanged(r.Context(), rec.Name)
 	out := api.HeadMoved{Name: rec.Name, Seq: ev.Seq}
 	if nh, ok := ev.Attrs["new_head"]; ok {
 		out.From = string(rec.Identity)

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"os/user"
 	"path/filepath"
@@ -33,7 +32,7 @@ type Config struct {
 	Socket     string // default /run/tcc/tcc.sock
 	Trust      string // default /etc/tcc/trust: verifier keys of accepted signers
 	AdminGroup string // group whose members are admins besides root ("" = root only)
-	LedgerKey  string // note signer key for checkpoints; default <state>/keys/ledger.key, created if missing
+	LedgerKey  string // note signer key for checkpoints; default <state>/keys/tcc-ledger.key, created on the first start only
 
 	CgroupParent string // absolute cgroup path of all sandboxes; default /tcc
 
@@ -41,7 +40,7 @@ type Config struct {
 	MaxQueue     int // calls waiting for a sandbox before "busy"; default 64
 
 	ListenTCP string // optional loopback address for MCP over HTTP (mcp.go)
-	Tenants   string // tenants and scopes config file (auth.go)
+	Tenants   string // tenants and scopes config file (tenants.go)
 
 	// Reload, if set, re-reads the trust and tenants files at every
 	// receive (tccd wires SIGHUP to it). A file that does not parse keeps
@@ -62,9 +61,10 @@ type Config struct {
 	MonitorPairsPerCell uint32
 
 	// BlobCap bounds the bytes of call inputs and outputs kept for replay
-	// (default 1 GiB; negative keeps none). BlobRetention is how long one
-	// is kept after its last call (default 30 days; negative: until the
-	// cap evicts it). See ledgerapi.go.
+	// (0 keeps none); BlobRetention is how long one is kept after its last
+	// use (0: until the cap evicts it). Unlike the fields above, zero means
+	// what it says; tccd's flags default to DefaultBlobCap and
+	// DefaultBlobRetention. See ledgerapi.go.
 	BlobCap       int64
 	BlobRetention time.Duration
 
@@ -103,8 +103,11 @@ type Daemon struct {
 	audit  auditState   // ledgerapi.go: verifier key, blob store
 
 	tenants  atomic.Pointer[tenants] // tenants.go: who is in which tenant (set before serving, swapped on SIGHUP)
-	tokenKey *tokenKey   // tokens.go: bearer token signing key
-	mcp      *mcp.Server // mcp.go: the MCP endpoint
+	tokenKey *tokenKey               // tokens.go: bearer token signing key
+	mcp      *mcp.Server             // mcp.go: the MCP endpoint
+	tcp      net.Listener            // mcp.go: the loopback TCP listener, if any
+	work     inflight                // serve.go: requests and calls in flight
+	bodies   bodyBudget              // http.go: run inputs held in flight
 }
 
 // trustSet is the parsed trust file.
@@ -144,14 +147,17 @@ func Run(ctx context.Context, cfg Config) error {
 	if cfg.UnsafeTestProfiles {
 		d.log.Warn("UNSAFE TEST PROFILES: seccomp filters are compiled without the forbidden list or argument narrowing; this daemon is for adversarial tests only, never production")
 	}
-	signer, err := loadOrCreateLedgerKey(cfg.LedgerKey)
+	ledgerDir := filepath.Join(cfg.StateDir, "ledger")
+	key, err := loadOrCreateLedgerKey(cfg.LedgerKey, ledgerDir)
 	if err != nil {
 		return err
 	}
+	d.audit.verifier = key.Public // ledgerapi.go
 
 	d.ledger, err = ledger.Open(ctx, ledger.Options{
-		Dir:    filepath.Join(cfg.StateDir, "ledger"),
-		Signer: signer,
+		Dir:      ledgerDir,
+		Signer:   key.Signer,
+		Verifier: key.Verifier,
 	})
 	if err != nil {
 		return err
@@ -183,33 +189,43 @@ func Run(ctx context.Context, cfg Config) error {
 		defer stop()
 	}
 
-	l, err := listenUnix(cfg.Socket)
+	l, err := listenUnix(cfg.Socket, d.log)
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{
-		Handler:           d.routes(),
-		ConnContext:       connContext,
-		ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog:          slog.NewLogLogger(d.log.Handler(), slog.LevelWarn),
-		BaseContext:       func(net.Listener) context.Context { return ctx },
-
-		// Without it an idle keep-alive connection is held for ever: any
-		// local user could pin the daemon's descriptors by the thousand.
-		IdleTimeout: 2 * time.Minute,
+	// Requests run under serveCtx: cancelled when tccd stops, which ends
+	// streams and cancels calls (their sandboxes killed and wiped).
+	serveCtx, stopServing := context.WithCancel(ctx)
+	defer stopServing()
+	servers := []*server{d.newServer(serveCtx, "socket", l, d.routes(), connContext)}
+	if d.tcp != nil {
+		servers = append(servers, d.newServer(serveCtx, "tcp", d.tcp, d.tcpRoutes(), func(ctx context.Context, _ net.Conn) context.Context {
+			return context.WithValue(ctx, tcpKey{}, true)
+		}))
 	}
 	startAttrs := map[string]string{"version": Version, "pid": strconv.Itoa(os.Getpid())}
 	if cfg.UnsafeTestProfiles {
 		startAttrs["unsafe_test_profiles"] = "true"
 	}
-	if _, err := d.ledger.Append(ctx, &ledger.Event{Type: "daemon.start", Attrs: startAttrs}); err != nil {
-		l.Close()
+	// Recorded before anything is served, so that no request's event can
+	// come before it.
+	if _, err := d.ledger.Append(ctx, &ledger.Event{Type: ledger.TypeDaemonStart, Attrs: startAttrs}); err != nil {
+		for _, s := range servers {
+			s.l.Close()
+		}
 		return fmt.Errorf("record start: %w", err)
 	}
+	// Logged before serving: whoever waits for an answer on the socket
+	// finds the TCP address in the log already.
+	if d.tcp != nil {
+		d.log.Info("MCP listening on loopback TCP", "addr", d.tcp.Addr().String(), "url", "http://"+d.tcp.Addr().String()+"/mcp")
+	}
 	d.log.Info("tccd ready", "socket", cfg.Socket, "state", cfg.StateDir, "trusted", d.trust.Load().names)
+	errc := make(chan error, len(servers))
+	for _, s := range servers {
+		s.serve(errc)
+	}
 
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(l) }()
 	if cfg.Reload != nil {
 		go func() {
 			for {
@@ -223,23 +239,25 @@ func Run(ctx context.Context, cfg Config) error {
 			}
 		}()
 	}
+	var serveErr error
 	select {
-	case err := <-errc:
-		return fmt.Errorf("serve: %w", err)
+	case serveErr = <-errc:
+		stopServing()
 	case <-ctx.Done():
 	}
 	d.log.Info("tccd stopping")
-	shutCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	// Stop serving, end MCP sessions, wait for the calls in flight (their
+	// contexts are cancelled: sandboxes killed and wiped, call.end
+	// written), record the refined baselines, and only then daemon.stop;
+	// the deferred closes of the kernel and the ledger come after.
+	shutCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), stopTimeout)
 	defer cancel()
-	if err := srv.Shutdown(shutCtx); err != nil {
-		d.log.Warn("shutdown: connections still open", "err", err)
-		srv.Close()
-	}
+	d.stop(shutCtx, servers)
 	d.flushBaselines(shutCtx) // monitorapi.go: refinements not yet recorded
-	if _, err := d.ledger.Append(shutCtx, &ledger.Event{Type: "daemon.stop"}); err != nil {
-		d.log.Error("record stop", "err", err)
+	if _, err := d.ledger.Append(shutCtx, &ledger.Event{Type: ledger.TypeDaemonStop}); err != nil {
+		d.log.Error("record stop", logErr, err)
 	}
-	return nil
+	return serveErr
 }
 
 func lookupGroup(name string) (int64, error) {
@@ -277,7 +295,7 @@ func (d *Daemon) loadTrust() error {
 func (d *Daemon) reloadTrust() {
 	old := d.trust.Load()
 	if err := d.loadTrust(); err != nil {
-		d.log.Error("trust file reload failed; keeping the keys trusted before", "trust", d.cfg.Trust, "err", err, "trusted", old.names)
+		d.log.Error("trust file reload failed; keeping the keys trusted before", "trust", d.cfg.Trust, logErr, err, "trusted", old.names)
 		return
 	}
 	now := d.trust.Load()
@@ -296,9 +314,14 @@ func (d *Daemon) reloadTrust() {
 }
 
 // loadOrCreateLedgerKey loads the checkpoint signer key, creating it on
-// first start.
-func loadOrCreateLedgerKey(path string) (note.Signer, error) {
+// the first start. Once a ledger exists in ledgerDir it never creates one:
+// a new key could not vouch for what the old one signed (ledger.Open would
+// refuse it anyway), and a missing key is for the operator to restore.
+func loadOrCreateLedgerKey(path, ledgerDir string) (*keys.SignerKey, error) {
 	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+		if _, err := os.Stat(filepath.Join(ledgerDir, "db")); err == nil {
+			return nil, fmt.Errorf("ledger key %s is missing, but the ledger in %s exists and its checkpoints were signed with that key: restore the key file, or give its path with --ledger-key; tccd makes a new key only for a new ledger", path, ledgerDir)
+		}
 		dir, base := filepath.Split(path)
 		name := base[:len(base)-len(filepath.Ext(base))]
 		if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -308,9 +331,9 @@ func loadOrCreateLedgerKey(path string) (note.Signer, error) {
 			return nil, fmt.Errorf("ledger key: %w", err)
 		}
 	}
-	s, err := keys.LoadSigner(path)
+	k, err := keys.LoadSignerKey(path)
 	if err != nil {
 		return nil, fmt.Errorf("ledger key: %w", err)
 	}
-	return s, nil
+	return k, nil
 }

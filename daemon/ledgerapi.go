@@ -2,23 +2,19 @@ package daemon
 
 import (
 	"context"
-	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
+	"log/slog"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
-
-	"golang.org/x/mod/sumdb/note"
 
 	"github.com/trustcells/tcc/cells/manifest"
 	"github.com/trustcells/tcc/daemon/api"
@@ -29,16 +25,31 @@ import (
 	"github.com/trustcells/tcc/ledger/blobs"
 )
 
-// Blob store defaults (Config.BlobCap, Config.BlobRetention).
+// Blob store defaults: tccd's --blob-cap and --blob-retention.
 const (
 	DefaultBlobCap       = 1 << 30
 	DefaultBlobRetention = 30 * 24 * time.Hour
 )
 
+// Limits of the audit log's streams.
+const (
+	// maxTail bounds the events one tail request answers before following.
+	maxTail = 10_000
+	// eventBatch is how many events a stream reads from the ledger before
+	// writing them, outside the ledger's iterator: a slow reader never
+	// holds a ledger snapshot.
+	eventBatch = 256
+	// writeTimeout drops a client that accepts nothing of a stream for
+	// this long.
+	writeTimeout = 30 * time.Second
+)
+
 // auditState is what the audit API keeps beside the ledger.
 type auditState struct {
-	blobs    *blobs.Store
-	verifier string // checkpoint verifier key, NAME+HASH+KEY
+	blobs      *blobs.Store
+	verifier   string // checkpoint verifier key, NAME+HASH+KEY (daemon.go)
+	keyWarning string // why the key's place weakens the evidence; "" if it does not
+	exporting  sync.Mutex
 }
 
 // ledgerRoutes mounts the control API of audit log queries, proofs, export
@@ -47,7 +58,7 @@ type auditState struct {
 func (d *Daemon) ledgerRoutes(mux *http.ServeMux) {
 	mux.Handle("GET /v1/ledger/key", d.handle(d.ledgerKey))
 	mux.Handle("GET /v1/ledger/checkpoint", d.handle(d.ledgerCheckpoint))
-	mux.Handle("POST /v1/ledger/checkpoint", d.handle(d.ledgerCheckpoint))
+	mux.Handle("POST /v1/ledger/checkpoint", d.handle(admin(d.ledgerCheckpoint)))
 	mux.Handle("GET /v1/ledger/events", d.handle(d.ledgerEvents))
 	mux.Handle("GET /v1/ledger/events/{seq}", d.handle(d.ledgerEvent))
 	mux.Handle("GET /v1/ledger/events/{seq}/proof", d.handle(d.ledgerProof))
@@ -56,31 +67,17 @@ func (d *Daemon) ledgerRoutes(mux *http.ServeMux) {
 	mux.Handle("POST /v1/ledger/replay", d.handle(d.ledgerReplay))
 }
 
-// initAudit derives the checkpoint verifier key, opens the blob store,
-// closes the calls a crash left open with call.aborted events, and prunes
-// blobs in the background; the returned func stops the pruning.
+// initAudit warns when the checkpoint key lives on the state disk, opens
+// the blob store, closes the calls a crash left open with call.aborted
+// events, and prunes blobs in the background; the returned func stops the
+// pruning. ledger.Open has already checked the stored log against its
+// signed checkpoint with the key.
 func (d *Daemon) initAudit(ctx context.Context) (func(), error) {
-	vkey, err := verifierOf(d.cfg.LedgerKey)
-	if err != nil {
-		return nil, err
+	if d.audit.keyWarning = keyWarning(d.cfg.StateDir, d.cfg.LedgerKey); d.audit.keyWarning != "" {
+		d.log.Warn(d.audit.keyWarning, "ledger_key", d.cfg.LedgerKey, "state", d.cfg.StateDir)
 	}
-	v, err := note.NewVerifier(vkey)
-	if err != nil {
-		return nil, fmt.Errorf("ledger key %s: %w", d.cfg.LedgerKey, err)
-	}
-	if _, err := ledger.VerifyCheckpoint(d.ledger.LatestCheckpoint(), note.VerifierList(v)); err != nil {
-		return nil, fmt.Errorf("ledger key %s does not verify the ledger's latest checkpoint (%v): the state directory was signed with another key; start with that key", d.cfg.LedgerKey, err)
-	}
-	d.audit.verifier = vkey
-
-	bcap, keep := d.cfg.BlobCap, d.cfg.BlobRetention
-	if bcap == 0 {
-		bcap = DefaultBlobCap
-	}
-	if keep == 0 {
-		keep = DefaultBlobRetention
-	}
-	d.audit.blobs, err = blobs.Open(blobs.Options{Dir: filepath.Join(d.cfg.StateDir, "blobs"), Cap: bcap, Retention: keep})
+	var err error
+	d.audit.blobs, err = blobs.Open(blobs.Options{Dir: filepath.Join(d.cfg.StateDir, "blobs"), Cap: d.cfg.BlobCap, Retention: d.cfg.BlobRetention})
 	if err != nil {
 		return nil, err
 	}
@@ -92,19 +89,22 @@ func (d *Daemon) initAudit(ctx context.Context) (func(), error) {
 	for _, b := range open {
 		ab := ledger.Event{
 			Type: ledger.TypeCallAborted, TraceID: b.TraceID, Tenant: b.Tenant, Caller: b.Caller,
-			Cell: b.Cell, Identity: b.Identity, InputSHA256: b.InputSHA256,
+			Cell: b.Cell, Identity: b.Identity, InputSHA256: b.InputSHA256, Attrs: b.Attrs,
 			Message: "daemon restarted", Ref: &b.Seq,
 		}
 		if _, err := d.ledger.Append(ctx, &ab); err != nil {
 			return nil, fmt.Errorf("record call.aborted for call.begin %d: %w", b.Seq, err)
 		}
-		d.log.Warn("call interrupted by a daemon restart", "begin_seq", b.Seq, "aborted_seq", ab.Seq, "cell", b.Cell, "trace_id", b.TraceID)
+		d.log.Warn("call interrupted by a daemon restart", "begin_seq", b.Seq, "aborted_seq", ab.Seq, logCell, b.Cell, logTrace, b.TraceID)
 	}
 
 	pctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	wg.Go(func() {
-		every := min(max(keep/10, time.Minute), time.Hour)
+		every := time.Hour
+		if keep := d.cfg.BlobRetention; keep > 0 {
+			every = min(max(keep/10, time.Minute), time.Hour)
+		}
 		t := time.NewTicker(every)
 		defer t.Stop()
 		for {
@@ -113,7 +113,7 @@ func (d *Daemon) initAudit(ctx context.Context) (func(), error) {
 				return
 			case <-t.C:
 				if n, freed, err := d.audit.blobs.Prune(); err != nil {
-					d.log.Warn("prune blobs", "err", err)
+					d.log.Warn("prune blobs", logErr, err)
 				} else if n > 0 {
 					d.log.Info("pruned blobs", "removed", n, "bytes", freed)
 				}
@@ -123,29 +123,49 @@ func (d *Daemon) initAudit(ctx context.Context) (func(), error) {
 	return func() { cancel(); wg.Wait() }, nil
 }
 
-// verifierOf derives the verifier key from a note signer key file
-// (PRIVATE+KEY+NAME+HASH+base64(1 ‖ Ed25519 seed)).
-func verifierOf(path string) (string, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return "", fmt.Errorf("ledger key: %w", err)
+// keyWarning says what a checkpoint key inside the state directory means;
+// "" when it is elsewhere. The default key lives there for convenience.
+func keyWarning(stateDir, key string) string {
+	resolve := func(p string) string {
+		if r, err := filepath.EvalSymlinks(p); err == nil {
+			p = r
+		}
+		if a, err := filepath.Abs(p); err == nil {
+			p = a
+		}
+		return p
 	}
-	f := strings.SplitN(strings.TrimSpace(string(b)), "+", 5)
-	if len(f) != 5 || f[0] != "PRIVATE" || f[1] != "KEY" {
-		return "", fmt.Errorf("ledger key %s: not a note signer key", path)
+	rel, err := filepath.Rel(resolve(stateDir), resolve(key))
+	if err != nil || rel == ".." || strings.HasPrefix(rel, "../") {
+		return ""
 	}
-	k, err := base64.StdEncoding.DecodeString(f[4])
-	if err != nil || len(k) != 1+ed25519.SeedSize || k[0] != 1 {
-		return "", fmt.Errorf("ledger key %s: not an Ed25519 note signer key", path)
+	return "the ledger's checkpoint key is inside the state directory: whoever copies that disk can sign a rewritten log with it, and only auditors holding earlier checkpoints would notice (a consistency proof fails). Keep the key on another disk (--ledger-key) and hand checkpoints to auditors"
+}
+
+// ledgerStatus is the ledger's part of GET /v1/status.
+func (d *Daemon) ledgerStatus() api.Ledger {
+	return api.Ledger{Size: d.ledger.Size(), Checkpoint: string(d.ledger.LatestCheckpoint()), KeyWarning: d.audit.keyWarning}
+}
+
+// callTenant is the tenant a call's events and kept data belong to: the
+// cell's, when the cell belongs to a tenant, so that the tenant's export
+// holds every call of its cells whoever made it; otherwise the caller's.
+// When the caller has another tenant, attrs records it as caller_tenant.
+func callTenant(c caller, cell *kernel.Cell) (tenant string, attrs map[string]string) {
+	tenant = cell.Tenant
+	if tenant == "" {
+		tenant = c.Tenant
 	}
-	pub := ed25519.NewKeyFromSeed(k[1:]).Public().(ed25519.PublicKey)
-	return note.NewEd25519VerifierKey(f[2], pub)
+	if c.Tenant != "" && c.Tenant != tenant {
+		attrs = map[string]string{"caller_tenant": c.Tenant}
+	}
+	return tenant, attrs
 }
 
 // keepBlobs stores a call's input and output for replay, under the
-// caller's tenant. A blob that cannot be kept only makes a later replay
-// impossible, so failures are logged, not returned.
-func (d *Daemon) keepBlobs(ctx context.Context, c caller, cell *kernel.Cell, input json.RawMessage, o *outcome.Outcome) {
+// tenant of its events. A blob that cannot be kept only makes a later
+// replay impossible, so failures are logged, not returned.
+func (d *Daemon) keepBlobs(tenant string, input json.RawMessage, o *outcome.Outcome) {
 	if d.audit.blobs == nil {
 		return
 	}
@@ -153,8 +173,8 @@ func (d *Daemon) keepBlobs(ctx context.Context, c caller, cell *kernel.Cell, inp
 		if len(b) == 0 {
 			continue
 		}
-		if _, err := d.audit.blobs.Put(c.Tenant, b); err != nil && !errors.Is(err, blobs.ErrDisabled) {
-			d.log.Warn("keep call data for replay", "trace_id", o.TraceID, "err", err)
+		if _, err := d.audit.blobs.Put(tenant, b); err != nil && !errors.Is(err, blobs.ErrDisabled) {
+			d.log.Warn("keep call data for replay", logTrace, o.TraceID, logErr, err)
 		}
 	}
 }
@@ -229,6 +249,9 @@ func (d *Daemon) ledgerKey(w http.ResponseWriter, r *http.Request, c caller) err
 	return nil
 }
 
+// ledgerCheckpoint answers the latest checkpoint, which covers every
+// durable event; POST (admins) also has tccd keep it, so that a later
+// consistency proof from its size carries it.
 func (d *Daemon) ledgerCheckpoint(w http.ResponseWriter, r *http.Request, c caller) error {
 	signed := d.ledger.LatestCheckpoint()
 	if r.Method == http.MethodPost {
@@ -237,8 +260,7 @@ func (d *Daemon) ledgerCheckpoint(w http.ResponseWriter, r *http.Request, c call
 			return err
 		}
 	}
-	text, _, _ := strings.Cut(string(signed), "\n\n")
-	cp, err := ledger.ParseCheckpoint(text + "\n")
+	cp, err := audit.UnverifiedCheckpoint(signed) // the ledger's own, verified at Open or signed since
 	if err != nil {
 		return err
 	}
@@ -292,8 +314,10 @@ func (d *Daemon) ledgerConsistency(w http.ResponseWriter, r *http.Request, c cal
 }
 
 // ledgerEvents streams matching events, one stored event per line: the
-// last n (default 20), or all from "from"; with follow, new ones as they
-// are appended, until the client goes away or the daemon stops.
+// last n (default 20, at most maxTail), or all from "from"; with follow,
+// new ones as they are appended, until the client goes away or the daemon
+// stops. Events are read from the ledger in batches and written outside
+// its iterator, each write with a deadline.
 func (d *Daemon) ledgerEvents(w http.ResponseWriter, r *http.Request, c caller) error {
 	q := r.URL.Query()
 	f, err := filterFor(c, q.Get("tenant"))
@@ -306,72 +330,110 @@ func (d *Daemon) ledgerEvents(w http.ResponseWriter, r *http.Request, c caller) 
 	}
 	n := 20
 	if s := q.Get("n"); s != "" {
-		if n, err = strconv.Atoi(s); err != nil || n < 0 {
-			return badRequest("n: want a count of events")
+		if n, err = strconv.Atoi(s); err != nil || n < 0 || n > maxTail {
+			return badRequest("n: want a count of events from 0 to %d; use from=SEQ to read more", maxTail)
 		}
 	}
 	next := d.ledger.Size()
-	var first []ledger.Entry
+	var batch []ledger.Entry
 	if s := q.Get("from"); s != "" {
 		if next, err = strconv.ParseUint(s, 10, 64); err != nil {
 			return badRequest("from: want an event seq")
 		}
 	} else {
-		if first, err = d.ledger.Last(n, f); err != nil {
+		if batch, err = d.ledger.Last(n, f); err != nil {
 			return err
 		}
-		if len(first) > 0 {
-			next = max(next, first[len(first)-1].Event.Seq+1)
+		if len(batch) > 0 {
+			next = max(next, batch[len(batch)-1].Event.Seq+1)
 		}
 	}
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	w.WriteHeader(http.StatusOK)
-	rc := http.NewResponseController(w)
-	emit := func(e ledger.Entry) bool {
-		if !visible(c, e.Event) {
-			return true
+	dw := newDeadlineWriter(w)
+	send := func(entries []ledger.Entry) bool {
+		for _, e := range entries {
+			if !visible(c, e.Event) {
+				continue
+			}
+			if _, err := dw.Write(append(e.Raw, '\n')); err != nil {
+				return false
+			}
 		}
-		_, err := w.Write(append(e.Raw, '\n'))
-		return err == nil
+		return dw.flush() == nil
 	}
-	for _, e := range first {
-		if !emit(e) {
-			return nil
-		}
+	if !send(batch) {
+		return nil // the client went away
 	}
 	follow := q.Get("follow") == "1" || q.Get("follow") == "true"
 	for {
-		to := d.ledger.Size()
-		if to > next {
-			for e, err := range d.ledger.Events(next, to, f) {
-				if err != nil || !emit(e) {
-					return nil
-				}
+		for to := d.ledger.Size(); next < to; {
+			if batch, next, err = d.eventBatch(next, to, f); err != nil {
+				d.abortStream(r, c, "event stream", err)
 			}
-			next = to
+			if !send(batch) {
+				return nil
+			}
 		}
-		if rc.Flush() != nil || !follow {
-			return nil
-		}
-		if d.ledger.Wait(r.Context(), next) != nil {
+		if !follow || d.ledger.Wait(r.Context(), next) != nil {
 			return nil
 		}
 	}
 }
 
-// countingWriter tells whether anything reached the client, which decides
-// whether an error can still be answered as JSON.
-type countingWriter struct {
-	w io.Writer
-	n int64
+// eventBatch reads up to eventBatch matching events of [from, to) and
+// says where the next batch starts.
+func (d *Daemon) eventBatch(from, to uint64, f ledger.Filter) ([]ledger.Entry, uint64, error) {
+	var out []ledger.Entry
+	for e, err := range d.ledger.Events(from, to, f) {
+		if err != nil {
+			return nil, from, err
+		}
+		if out = append(out, e); len(out) == eventBatch {
+			return out, e.Event.Seq + 1, nil
+		}
+	}
+	return out, to, nil
 }
 
-func (cw *countingWriter) Write(b []byte) (int, error) {
-	n, err := cw.w.Write(b)
-	cw.n += int64(n)
+// abortStream ends a response whose status has been sent: the client sees
+// a broken stream, never a clean end that would pass for complete.
+func (d *Daemon) abortStream(r *http.Request, c caller, what string, err error) {
+	lvl := slog.LevelError
+	if r.Context().Err() != nil {
+		lvl = slog.LevelInfo // the client went away, or tccd is stopping
+	}
+	d.log.Log(r.Context(), lvl, what+" cut short", logPath, r.URL.Path, logCaller, c.ID, logErr, err)
+	panic(http.ErrAbortHandler)
+}
+
+// deadlineWriter gives every write of a streamed response writeTimeout,
+// so a client that stops reading is dropped rather than pinning the
+// handler; it counts what reached the client.
+type deadlineWriter struct {
+	w  http.ResponseWriter
+	rc *http.ResponseController
+	n  int64
+}
+
+func newDeadlineWriter(w http.ResponseWriter) *deadlineWriter {
+	return &deadlineWriter{w: w, rc: http.NewResponseController(w)}
+}
+
+func (dw *deadlineWriter) Write(b []byte) (int, error) {
+	_ = dw.rc.SetWriteDeadline(time.Now().Add(writeTimeout)) // unsupported: no deadline
+	n, err := dw.w.Write(b)
+	dw.n += int64(n)
 	return n, err
 }
 
+func (dw *deadlineWriter) flush() error {
+	_ = dw.rc.SetWriteDeadline(time.Now().Add(writeTimeout))
+	return dw.rc.Flush()
+}
+
+// ledgerExport streams an export. One runs at a time: each reads and
+// proves every event of its range.
 func (d *Daemon) ledgerExport(w http.ResponseWriter, r *http.Request, c caller) error {
 	q := r.URL.Query()
 	var opts ledger.ExportOptions
@@ -395,18 +457,20 @@ func (d *Daemon) ledgerExport(w http.ResponseWriter, r *http.Request, c caller) 
 		return forbidden("you (%s) have no tenant: an export holds a tenant's events or the whole log, which is for admins", c.ID)
 	}
 	opts.Tenant = f.Tenant
+	if !d.audit.exporting.TryLock() {
+		return &httpError{http.StatusServiceUnavailable, api.CodeBusy, errors.New("another export is running; retry when it has finished")}
+	}
+	defer d.audit.exporting.Unlock()
 	w.Header().Set("Content-Type", "application/x-ndjson")
-	cw := &countingWriter{w: w}
-	n, err := d.ledger.Export(r.Context(), cw, opts)
+	dw := newDeadlineWriter(w)
+	n, err := d.ledger.Export(r.Context(), dw, opts)
 	if err != nil {
-		if cw.n == 0 {
+		if dw.n == 0 {
 			return err
 		}
-		// The trailer is missing, so the partial export cannot verify.
-		d.log.Error("export cut short", "caller", c.ID, "events", n, "err", err)
-		return nil
+		d.abortStream(r, c, "export", err) // the trailer is missing, so it cannot verify either
 	}
-	d.log.Info("exported", "caller", c.ID, "tenant", opts.Tenant, "from", opts.From, "to", opts.To, "events", n)
+	d.log.Info("exported", logCaller, c.ID, logTenant, opts.Tenant, "from", opts.From, "to", opts.To, "events", n)
 	return nil
 }
 
@@ -428,7 +492,7 @@ func (d *Daemon) ledgerReplay(w http.ResponseWriter, r *http.Request, c caller) 
 	case ledger.TypeCallBegin:
 		beginSeq = ev.Seq
 		if endSeq, err = d.ledger.EndOf(ev.Seq); errors.Is(err, ledger.ErrNotFound) {
-			return &httpError{http.StatusConflict, api.CodeBadRequest, fmt.Errorf("the call begun at seq %d has not ended yet: replay it once its call.end is recorded", ev.Seq)}
+			return &httpError{http.StatusConflict, api.CodeConflict, fmt.Errorf("the call begun at seq %d has not ended yet: replay it once its call.end is recorded", ev.Seq)}
 		} else if err != nil {
 			return err
 		}
@@ -449,7 +513,7 @@ func (d *Daemon) ledgerReplay(w http.ResponseWriter, r *http.Request, c caller) 
 		return err
 	}
 	if end.Type == ledger.TypeCallAborted {
-		return &httpError{http.StatusConflict, api.CodeBadRequest, fmt.Errorf("the call begun at seq %d never finished (call.aborted at seq %d: %s): there is no output to compare with", beginSeq, endSeq, end.Message)}
+		return &httpError{http.StatusConflict, api.CodeConflict, fmt.Errorf("the call begun at seq %d never finished (call.aborted at seq %d: %s): there is no output to compare with", beginSeq, endSeq, end.Message)}
 	}
 	if rev, err := d.ledger.Revoked(begin.Identity); err != nil {
 		return err
@@ -521,7 +585,7 @@ func (d *Daemon) ledgerReplay(w http.ResponseWriter, r *http.Request, c caller) 
 	if out.Seq, err = d.ledger.Append(context.WithoutCancel(ctx), &rev); err != nil {
 		return fmt.Errorf("record call.replay: %w", err)
 	}
-	d.log.Info("replayed", "cell", begin.Cell, "identity", begin.Identity, "original", beginSeq, "match", out.Match, "determinism", out.Determinism, "caller", c.ID, "trace_id", trace)
+	d.log.Info("replayed", logCell, begin.Cell, logIdentity, begin.Identity, "original", beginSeq, "match", out.Match, "determinism", out.Determinism, logCaller, c.ID, logTrace, trace)
 	writeJSON(w, http.StatusOK, out)
 	return nil
 }

@@ -5,10 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net"
 	"net/http"
-	"time"
 
 	"github.com/trustcells/tcc/daemon/api"
 	"github.com/trustcells/tcc/kernel"
@@ -32,8 +30,8 @@ func (d *Daemon) mcpRoutes(mux *http.ServeMux) {
 }
 
 // initMCP loads the tenants file and the token key, builds the MCP
-// endpoint and, with --listen-tcp, serves it on a loopback address; the
-// returned func stops that listener.
+// endpoint and, with --listen-tcp, listens on the loopback address (Run
+// serves it once daemon.start is recorded).
 func (d *Daemon) initMCP(ctx context.Context) (func(), error) {
 	ts, err := loadTenants(d.cfg.Tenants)
 	if err != nil {
@@ -63,31 +61,18 @@ func (d *Daemon) initMCP(ctx context.Context) (func(), error) {
 	if err != nil {
 		return nil, err
 	}
+	d.tcp = &limitListener{Listener: l, sem: make(chan struct{}, maxTCPConns)}
+	return func() { d.tcp.Close() }, nil // if Run stops before serving it
+}
+
+// tcpRoutes is what the loopback TCP listener serves: /mcp only.
+func (d *Daemon) tcpRoutes() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/mcp", d.mcp)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, &api.Error{Code: api.CodeNotFound, Message: "only /mcp is served over TCP; the control API is on tccd's Unix socket"})
 	})
-	srv := &http.Server{
-		Handler:           mux,
-		ReadHeaderTimeout: 10 * time.Second,
-		ConnContext:       func(ctx context.Context, _ net.Conn) context.Context { return context.WithValue(ctx, tcpKey{}, true) },
-		BaseContext:       func(net.Listener) context.Context { return ctx },
-		ErrorLog:          slog.NewLogLogger(d.log.Handler(), slog.LevelWarn),
-	}
-	go func() {
-		if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			d.log.Error("MCP TCP listener stopped", "err", err)
-		}
-	}()
-	d.log.Info("MCP listening on loopback TCP", "addr", l.Addr().String(), "url", "http://"+l.Addr().String()+"/mcp")
-	return func() {
-		shut, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := srv.Shutdown(shut); err != nil {
-			srv.Close()
-		}
-	}, nil
+	return mux
 }
 
 // CheckListenTCP refuses a --listen-tcp address that is not loopback
@@ -130,15 +115,18 @@ func listenLoopback(addr string) (net.Listener, error) {
 
 // headsChanged is called after a registration, rollback or revocation
 // moved the head of a name (MCP clients get tools/list_changed).
-func (d *Daemon) headsChanged(name string) {
+func (d *Daemon) headsChanged(ctx context.Context, name string) {
 	if d.mcp != nil {
-		d.mcp.HeadsChanged(context.Background(), name)
+		d.mcp.HeadsChanged(context.WithoutCancel(ctx), name)
 	}
 }
 
 // mcpCells is the catalogue as the MCP endpoint sees it.
 type mcpCells struct{ d *Daemon }
 
+// Heads lists every head; one whose stored manifest does not parse is left
+// out (and logged) rather than failing every tool: the gate refuses to run
+// it anyway.
 func (m mcpCells) Heads(ctx context.Context) ([]mcp.Cell, error) {
 	list, err := m.d.ledger.List()
 	if err != nil {
@@ -150,7 +138,10 @@ func (m mcpCells) Heads(ctx context.Context) ([]mcp.Cell, error) {
 			continue
 		}
 		c, err := m.Head(ctx, s.Name)
-		if err != nil {
+		if errors.Is(err, ledger.ErrCorrupt) {
+			m.d.log.Error("cell not offered as a tool: its stored record is corrupt", logCell, s.Name, logIdentity, s.Head, logErr, err)
+			continue
+		} else if err != nil {
 			return nil, err
 		}
 		out = append(out, *c)
@@ -159,58 +150,56 @@ func (m mcpCells) Heads(ctx context.Context) ([]mcp.Cell, error) {
 }
 
 func (m mcpCells) Head(_ context.Context, name string) (*mcp.Cell, error) {
-	if _, err := m.d.ledger.Head(name); errors.Is(err, ledger.ErrNoHead) || errors.Is(err, ledger.ErrNotFound) {
+	rec, err := m.d.ledger.Head(name)
+	if errors.Is(err, ledger.ErrNoHead) || errors.Is(err, ledger.ErrNotFound) {
 		return nil, fmt.Errorf("cell %s: %w", name, mcp.ErrNotFound)
 	} else if err != nil {
 		return nil, err
 	}
-	c, err := catalog(m).Cell(name)
+	c, err := cellOf(rec, true)
 	if err != nil {
 		return nil, err
 	}
 	return &mcp.Cell{Name: name, Identity: string(c.Identity), Tenant: c.Tenant, Manifest: c.Manifest}, nil
 }
 
-func (m mcpCells) Lineage(_ context.Context, name string) (json.RawMessage, error) {
-	l, err := m.d.lineageOf(name)
-	if err != nil {
+func (m mcpCells) Lineage(_ context.Context, c *mcp.Caller, name string) (json.RawMessage, error) {
+	l, err := m.d.lineageOf(*c, name)
+	if errors.Is(err, ledger.ErrNotFound) {
+		return nil, fmt.Errorf("cell %s: %w", name, mcp.ErrNotFound)
+	} else if err != nil {
 		return nil, err
 	}
 	return json.Marshal(l)
 }
 
-// mcpRunner runs MCP tool calls through d.call: the verification gate,
-// the sandbox and the audit events, like /v1/run.
+// mcpRunner runs MCP tool calls through d.call: the same resolution,
+// scope checks, verification gate, sandbox and audit events as the control
+// API's run.
 type mcpRunner struct{ d *Daemon }
 
-// mcpError keeps the daemon's error text and adds the kind the MCP layer
-// answers by.
-type mcpError struct {
+// kindError keeps an error's text and adds the kind another layer answers
+// by (mcp.ErrNotFound, mcp.ErrForbidden…).
+type kindError struct {
 	err  error
 	kind error
 }
 
-func (e *mcpError) Error() string   { return e.err.Error() }
-func (e *mcpError) Unwrap() []error { return []error{e.err, e.kind} }
+func (e *kindError) Error() string   { return e.err.Error() }
+func (e *kindError) Unwrap() []error { return []error{e.err, e.kind} }
 
 func (m mcpRunner) Call(ctx context.Context, c *mcp.Caller, cell string, input json.RawMessage, progress func(mcp.Progress)) (*outcome.Outcome, error) {
-	head, err := m.d.ledger.Head(cell)
-	if errors.Is(err, ledger.ErrNoHead) || errors.Is(err, ledger.ErrNotFound) || err == nil && !c.Sees(head.Tenant) {
-		return nil, &mcpError{fmt.Errorf("cell %s has no head", cell), mcp.ErrNotFound}
-	} else if err != nil {
-		return nil, err
-	}
-	o, err := m.d.call(ctx, callerFrom(c), cell, input, func(p kernel.Progress) {
+	o, err := m.d.call(ctx, *c, cell, input, func(p kernel.Progress) {
 		progress(mcp.Progress{Progress: p.Progress, Total: p.Total, Message: p.Message})
 	})
 	var ie *kernel.InputError
 	switch {
 	case errors.As(err, &ie):
-		return nil, &mcpError{err, mcp.ErrInvalidInput}
+		return nil, &kindError{err, mcp.ErrInvalidInput}
 	case errors.Is(err, kernel.ErrBusy):
-		return nil, &mcpError{fmt.Errorf("tccd is busy (every sandbox slot and the queue are taken); retry shortly: %w", err), mcp.ErrBusy}
+		return nil, &kindError{fmt.Errorf("tccd is busy (every sandbox slot and the queue are taken); retry shortly: %w", err), mcp.ErrBusy}
 	case errors.Is(err, ledger.ErrNotFound), errors.Is(err, ledger.ErrNoHead):
-		return nil, &mcpError{err, mcp.ErrNotFound}
+		return nil, &kindError{err, mcp.ErrNotFound}
 	}
 	return o, err
 }
@@ -223,7 +212,7 @@ func (a mcpAudit) Checkpoint() []byte { return a.d.ledger.LatestCheckpoint() }
 
 func (a mcpAudit) Event(_ context.Context, c *mcp.Caller, seq uint64) (json.RawMessage, error) {
 	ev, raw, err := a.d.ledger.Event(seq)
-	if errors.Is(err, ledger.ErrNotFound) || err == nil && !visible(callerFrom(c), ev) {
+	if errors.Is(err, ledger.ErrNotFound) || err == nil && !visible(*c, ev) {
 		return nil, fmt.Errorf("event %d: %w", seq, mcp.ErrNotFound)
 	} else if err != nil {
 		return nil, err
@@ -238,7 +227,7 @@ func (a mcpAudit) Recent(_ context.Context, c *mcp.Caller, n int) ([]json.RawMes
 	const window, recentScan = 4096, 1 << 18
 	var out []json.RawMessage
 	size := a.d.ledger.Size()
-	dc := callerFrom(c)
+	dc := *c
 	f, err := filterFor(dc, "")
 	if err != nil {
 		return nil, err

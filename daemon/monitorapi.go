@@ -9,14 +9,22 @@ package daemon
 //     it is registered, under its own contract. A seccomp kill refuses the
 //     capsule naming the syscall, an output different from the example's
 //     refuses it naming the example. The runs' counters are the identity's
-//     first baseline ("baseline.learn" event, x/baseline/<identity>).
-//   - Later calls that ended ok, lost no events and did not deviate at all
-//     (score < 1, whatever the policy's threshold) are merged into it in
-//     memory; every refineEvery such calls, and at shutdown, the baseline is
-//     recorded again ("baseline.refine"). A crash loses at most
-//     refineEvery-1 refinements, never the probation baseline.
+//     first baseline, stored at x/baseline/<identity> in the very batch
+//     that registers the identity, and attested by its cell.register event
+//     (baseline_* attrs): there is no registered cell that lost its
+//     baseline to a crash.
+//   - Later calls that ended ok, lost no events, were judged against the
+//     baseline and did not deviate at all (score < 1, whatever the
+//     policy's threshold) are merged into it in memory if it covers them
+//     (monitor.Baseline.Refine: no new syscall or pair); every refineEvery
+//     such calls, and at shutdown, the baseline is recorded again
+//     ("baseline.refine"). A crash loses at most refineEvery-1
+//     refinements.
 //   - A baseline is never modified in place: calls in flight keep scoring
 //     against the one they started with.
+//   - At most maxProfiles baselines are kept in memory; the least recently
+//     used with nothing left to record are read again from the ledger when
+//     needed.
 
 import (
 	"bytes"
@@ -60,28 +68,71 @@ const (
 	// refineEvery is how many merged calls make the refined baseline worth
 	// a ledger event.
 	refineEvery = 16
+	// maxProfiles bounds the baselines kept in memory (a few KiB each).
+	maxProfiles = 256
 
 	keyBaseline = ledger.PrefixExternal + "baseline/" // + identity
 
-	typeBaselineLearn  = "baseline.learn"
 	typeBaselineRefine = "baseline.refine"
 	typeAdviceBegin    = "advice.begin"
 	typeAdviceEnd      = "advice.end"
 )
 
-// monitorState holds the baselines in use, by identity.
+// monitorState holds the baselines in use, by identity: a bounded cache
+// of what the ledger stores, plus the refinements not yet recorded.
 type monitorState struct {
 	mu    sync.Mutex
 	cache map[manifest.Identity]*profileEntry
+	clock uint64 // counts uses, for least-recently-used eviction
 }
 
 // profileEntry is an identity's baseline. base is replaced, never changed.
 type profileEntry struct {
-	base      *monitor.Baseline // nil: none learnt
+	base      *monitor.Baseline // never nil in the cache
 	probation int               // runs learnt at registration
 	seq       uint64            // event that recorded the stored version
 	pending   int               // merged runs not yet recorded
 	recording bool              // a record is being appended
+	used      uint64            // monitorState.clock at the last use
+}
+
+// get returns the cached entry of id and marks it used. s.mu must be held.
+func (s *monitorState) get(id manifest.Identity) (*profileEntry, bool) {
+	e, ok := s.cache[id]
+	if ok {
+		s.clock++
+		e.used = s.clock
+	}
+	return e, ok
+}
+
+// add caches e as id's unless an entry is there already (which it
+// returns), and evicts the least recently used entries with nothing to
+// record beyond maxProfiles. s.mu must be held.
+func (s *monitorState) add(id manifest.Identity, e *profileEntry) *profileEntry {
+	if old, ok := s.get(id); ok {
+		return old
+	}
+	if s.cache == nil {
+		s.cache = map[manifest.Identity]*profileEntry{}
+	}
+	s.clock++
+	e.used = s.clock
+	s.cache[id] = e
+	for len(s.cache) > maxProfiles {
+		var victim manifest.Identity
+		var oldest *profileEntry
+		for vid, v := range s.cache {
+			if v.pending == 0 && !v.recording && (oldest == nil || v.used < oldest.used) {
+				victim, oldest = vid, v
+			}
+		}
+		if oldest == nil {
+			break // every entry has refinements to record: kept until they are
+		}
+		delete(s.cache, victim)
+	}
+	return e
 }
 
 // storedBaseline is the value at x/baseline/<identity>.
@@ -105,32 +156,28 @@ func (d *Daemon) initMonitor(ctx context.Context) (func(), error) {
 	return func() {}, nil
 }
 
-// entry returns the cached profile of id, reading it from the ledger on
-// first use. d.mon.mu must be held.
+// entry returns the profile of id: cached, or read from the ledger (and
+// cached). An identity without a baseline gets an empty entry that is not
+// cached: probation and advice runs, and cells without examples, must not
+// fill the cache. d.mon.mu must be held.
 func (d *Daemon) entry(id manifest.Identity) (*profileEntry, error) {
-	if d.mon.cache == nil {
-		d.mon.cache = map[manifest.Identity]*profileEntry{}
-	}
-	if e, ok := d.mon.cache[id]; ok {
+	if e, ok := d.mon.get(id); ok {
 		return e, nil
 	}
-	e := &profileEntry{}
 	raw, err := d.ledger.Get([]byte(keyBaseline + string(id)))
 	switch {
 	case errors.Is(err, ledger.ErrNotFound):
+		return &profileEntry{}, nil
 	case err != nil:
 		return nil, fmt.Errorf("read the baseline of %s: %w", id, err)
-	default:
-		var s storedBaseline
-		if err := json.Unmarshal(raw, &s); err != nil || s.Baseline == nil {
-			// Fail closed: a cell whose baseline cannot be read does not run
-			// without it.
-			return nil, fmt.Errorf("%w: the stored baseline of %s does not decode: %v", ledger.ErrCorrupt, id, err)
-		}
-		e.base, e.probation, e.seq = s.Baseline, s.Probation, s.Seq
 	}
-	d.mon.cache[id] = e
-	return e, nil
+	var s storedBaseline
+	if err := json.Unmarshal(raw, &s); err != nil || s.Baseline == nil {
+		// Fail closed: a cell whose baseline cannot be read does not run
+		// without it.
+		return nil, fmt.Errorf("%w: the stored baseline of %s does not decode: %v", ledger.ErrCorrupt, id, err)
+	}
+	return d.mon.add(id, &profileEntry{base: s.Baseline, probation: s.Probation, seq: s.Seq}), nil
 }
 
 // baseline is the stored baseline of an identity; nil if none.
@@ -144,29 +191,64 @@ func (d *Daemon) baseline(id manifest.Identity) (*monitor.Baseline, error) {
 	return e.base, nil
 }
 
-// storeBaseline records the baseline learnt at registration.
-func (d *Daemon) storeBaseline(ctx context.Context, id manifest.Identity, b *monitor.Baseline) error {
+// baselineAttrs describe a recorded baseline in the event that records it;
+// prefix is "" for a baseline.refine event, "baseline_" on cell.register.
+func baselineAttrs(attrs map[string]string, prefix string, b *monitor.Baseline, probation int) (map[string]string, error) {
+	enc, err := json.Marshal(b)
+	if err != nil {
+		return nil, err
+	}
+	sum := sha256.Sum256(enc)
+	if attrs == nil {
+		attrs = map[string]string{}
+	}
+	attrs[prefix+"runs"] = strconv.Itoa(b.Runs)
+	attrs[prefix+"probation_runs"] = strconv.Itoa(probation)
+	attrs[prefix+"syscalls"] = strconv.Itoa(len(b.Syscalls))
+	attrs[prefix+"pairs"] = strconv.Itoa(len(b.Pairs))
+	attrs["baseline_sha256"] = hex.EncodeToString(sum[:])
+	return attrs, nil
+}
+
+// storeBaseline returns the Mutation that stores the baseline id's
+// probation learnt, for the cell.register event's batch
+// (ledger.Register): the baseline is stored exactly when the identity is
+// registered, and the event attests it. None without a baseline.
+func storeBaseline(id manifest.Identity, b *monitor.Baseline) []ledger.Mutation {
 	if b == nil {
 		return nil
 	}
-	d.mon.mu.Lock()
-	e, err := d.entry(id)
-	if err == nil {
-		e.base, e.probation, e.pending = b, b.Runs, 0
-		e.recording = true
-	}
-	d.mon.mu.Unlock()
-	if err != nil {
-		return err
-	}
-	return d.recordBaseline(ctx, id, typeBaselineLearn)
+	return []ledger.Mutation{func(tx *ledger.Txn) error {
+		ev := tx.Event()
+		attrs, err := baselineAttrs(ev.Attrs, "baseline_", b, b.Runs)
+		if err != nil {
+			return err
+		}
+		ev.Attrs = attrs
+		v, err := json.Marshal(storedBaseline{Seq: ev.Seq, Probation: b.Runs, Baseline: b})
+		if err != nil {
+			return err
+		}
+		return tx.Set([]byte(keyBaseline+string(id)), v)
+	}}
 }
 
-// recordBaseline appends an event that records id's current baseline,
-// with the Mutation that stores it. The caller has set e.recording.
-func (d *Daemon) recordBaseline(ctx context.Context, id manifest.Identity, typ string) error {
+// baselineStored caches the baseline storeBaseline stored with the
+// registration event seq.
+func (d *Daemon) baselineStored(id manifest.Identity, b *monitor.Baseline, seq uint64) {
+	if b == nil {
+		return
+	}
 	d.mon.mu.Lock()
-	e := d.mon.cache[id]
+	defer d.mon.mu.Unlock()
+	d.mon.add(id, &profileEntry{base: b, probation: b.Runs, seq: seq})
+}
+
+// recordBaseline appends a baseline.refine event that records e's
+// current baseline, with the Mutation that stores it. The caller has set
+// e.recording, which keeps e in the cache.
+func (d *Daemon) recordBaseline(ctx context.Context, id manifest.Identity, e *profileEntry) error {
+	d.mon.mu.Lock()
 	b, probation, pending := e.base, e.probation, e.pending
 	d.mon.mu.Unlock()
 	defer func() {
@@ -175,29 +257,15 @@ func (d *Daemon) recordBaseline(ctx context.Context, id manifest.Identity, typ s
 		d.mon.mu.Unlock()
 	}()
 
-	enc, err := json.Marshal(b)
+	attrs, err := baselineAttrs(nil, "", b, probation)
 	if err != nil {
 		return err
 	}
-	sum := sha256.Sum256(enc)
 	name, tenant := "", ""
 	if rec, err := d.ledger.Cell(string(id)); err == nil {
 		name, tenant = rec.Name, rec.Tenant
 	}
-	ev := &ledger.Event{
-		Type:     typ,
-		TraceID:  ledger.NewTraceID(),
-		Tenant:   tenant,
-		Cell:     name,
-		Identity: id,
-		Attrs: map[string]string{
-			"runs":            strconv.Itoa(b.Runs),
-			"probation_runs":  strconv.Itoa(probation),
-			"syscalls":        strconv.Itoa(len(b.Syscalls)),
-			"pairs":           strconv.Itoa(len(b.Pairs)),
-			"baseline_sha256": hex.EncodeToString(sum[:]),
-		},
-	}
+	ev := &ledger.Event{Type: typeBaselineRefine, TraceID: ledger.NewTraceID(), Tenant: tenant, Cell: name, Identity: id, Attrs: attrs}
 	var seq uint64
 	store := func(tx *ledger.Txn) error {
 		seq = tx.Event().Seq
@@ -214,7 +282,7 @@ func (d *Daemon) recordBaseline(ctx context.Context, id manifest.Identity, typ s
 	e.seq = seq
 	e.pending -= pending
 	d.mon.mu.Unlock()
-	d.log.Debug("baseline recorded", "cell", name, "identity", id, "type", typ, "runs", b.Runs, "seq", seq)
+	d.log.Debug("baseline recorded", "cell", name, "identity", id, "runs", b.Runs, "seq", seq)
 	return nil
 }
 
@@ -222,16 +290,16 @@ func (d *Daemon) recordBaseline(ctx context.Context, id manifest.Identity, typ s
 // once no call runs any more).
 func (d *Daemon) flushBaselines(ctx context.Context) {
 	d.mon.mu.Lock()
-	var ids []manifest.Identity
+	todo := map[manifest.Identity]*profileEntry{}
 	for id, e := range d.mon.cache {
 		if e.pending > 0 && !e.recording {
 			e.recording = true
-			ids = append(ids, id)
+			todo[id] = e
 		}
 	}
 	d.mon.mu.Unlock()
-	for _, id := range ids {
-		if err := d.recordBaseline(ctx, id, typeBaselineRefine); err != nil {
+	for id, e := range todo {
+		if err := d.recordBaseline(ctx, id, e); err != nil {
 			d.log.Error("refined baseline lost at shutdown", "identity", id, "err", err)
 		}
 	}
@@ -239,10 +307,12 @@ func (d *Daemon) flushBaselines(ctx context.Context) {
 
 // learn refines a cell's baseline from a call's final counters.
 func (d *Daemon) learn(ctx context.Context, cell *kernel.Cell, o *outcome.Outcome, c *monitor.Counters, dev monitor.Deviation) {
-	// Only a plain good run teaches: ok, complete counters, not deviant at
-	// all. Identities without a probation baseline learn nothing from
-	// production calls, whose inputs anyone may choose.
-	if cell == nil || o == nil || c == nil || o.Verdict != outcome.OK || dev.Deviant() || c.Lost() || c.Kills > 0 {
+	// Only a plain good run teaches: ok, complete counters, judged against
+	// a baseline (one scored against none was never compared with what it
+	// would teach) and not deviant at all. Identities without a probation
+	// baseline learn nothing from production calls, whose inputs anyone
+	// may choose.
+	if cell == nil || o == nil || c == nil || o.Verdict != outcome.OK || dev.BaselineRuns == 0 || dev.Deviant() || c.Lost() || c.Kills > 0 {
 		return
 	}
 	d.mon.mu.Lock()
@@ -251,10 +321,12 @@ func (d *Daemon) learn(ctx context.Context, cell *kernel.Cell, o *outcome.Outcom
 		d.mon.mu.Unlock()
 		return
 	}
+	// Refine takes only a run the baseline covers: a novel syscall or pair
+	// that weighed too little to deviate (runtime noise) is never learnt,
+	// so it never stops counting, and the baseline never outgrows the
+	// pairs a cell may record.
 	nb := e.base.Clone()
-	// A baseline must fit the pairs a cell may record, or no call could
-	// be watched with it: past that it stops learning.
-	if err := nb.Merge(*c); err != nil || len(nb.Pairs) > d.pairBudget() {
+	if err := nb.Refine(*c); err != nil {
 		d.mon.mu.Unlock()
 		return
 	}
@@ -266,7 +338,7 @@ func (d *Daemon) learn(ctx context.Context, cell *kernel.Cell, o *outcome.Outcom
 	}
 	d.mon.mu.Unlock()
 	if record {
-		if err := d.recordBaseline(ctx, cell.Identity, typeBaselineRefine); err != nil {
+		if err := d.recordBaseline(ctx, cell.Identity, e); err != nil {
 			d.log.Error("cannot record a refined baseline; it is kept in memory", "cell", cell.Manifest.Name, "identity", cell.Identity, "err", err)
 		}
 	}
@@ -404,10 +476,18 @@ func (d *Daemon) probationFailure(cell *kernel.Cell, ex, run int, o *outcome.Out
 	e := &ProbationError{Cell: m.Name, Example: m.Examples[ex].Name, Run: run, Verdict: o.Verdict}
 	switch {
 	case o.Verdict == outcome.Violation:
-		if o.Violation != nil && o.Violation.Syscall != "" {
-			e.Syscall = o.Violation.Syscall
-			e.Msg = fmt.Sprintf("seccomp killed it for calling %s, which the manifest does not grant; add it to syscalls (tccctl cell advise drafts the block)", e.Syscall)
-		} else {
+		var name string
+		if o.Violation != nil {
+			name = o.Violation.Syscall
+		}
+		_, native := monitor.SyscallNumber(name)
+		switch {
+		case native:
+			e.Syscall = name
+			e.Msg = fmt.Sprintf("seccomp killed it for calling %s, which the manifest does not grant; add it to syscalls (tccctl cell advise drafts the block)", name)
+		case name != "":
+			e.Msg = fmt.Sprintf("seccomp killed it for making an %s (int 0x80), which no contract can grant: build the cell for x86_64 only", name)
+		default:
 			e.Msg = "seccomp killed it for a syscall the manifest does not grant (which one is unknown: " + o.Message + ")"
 		}
 	case o.Verdict == outcome.Cancelled:
@@ -441,108 +521,47 @@ func clip(b []byte) string {
 	return string(b)
 }
 
-// Profile is the answer of GET /v1/cells/{ref}/profile. (Its twin for
-// tccctl is in cmd/tccctl/profile.go: wire types belong in daemon/api.)
-type Profile struct {
-	Identity        string         `json:"identity"`
-	Name            string         `json:"name"`
-	Monitor         api.Feature    `json:"monitor"`
-	Policy          string         `json:"policy"`
-	Threshold       float64        `json:"threshold"`
-	DeclaredEntropy *manifest.Band `json:"declared_entropy,omitempty"`
-	// Learned is false when the identity has no baseline (no examples, or
-	// registered while the monitor was unavailable).
-	Learned        bool               `json:"learned"`
-	ProbationRuns  int                `json:"probation_runs"`
-	Runs           int                `json:"runs"`
-	UnrecordedRuns int                `json:"unrecorded_runs"` // refinements not yet in the ledger
-	RecordedSeq    uint64             `json:"recorded_seq,omitempty"`
-	Syscalls       []ProfileSyscall   `json:"syscalls"`
-	DistinctPairs  int                `json:"distinct_pairs"`
-	Entropy        *monitor.Band      `json:"entropy,omitempty"`
-	Max            *monitor.Resources `json:"max,omitempty"`
-	Baseline       *monitor.Baseline  `json:"baseline,omitempty"`
-}
-
-// ProfileSyscall is one syscall of a baseline.
-type ProfileSyscall struct {
-	Name   string  `json:"name"`
-	Nr     uint32  `json:"nr"`
-	Total  uint64  `json:"total"`
-	PerRun float64 `json:"per_run"`
-}
-
 func (d *Daemon) profile(w http.ResponseWriter, r *http.Request, c caller) error {
-	cell, err := d.kernel.Resolve(r.PathValue("ref"))
+	cell, err := d.cellFor(c, r.PathValue("ref")) // catalog.go: hidden cells are not found
 	if err != nil {
 		return err
 	}
-	if !c.sees(cell.Tenant) {
-		return &httpError{http.StatusNotFound, api.CodeNotFound, fmt.Errorf("no cell %q", r.PathValue("ref"))}
-	}
 	m := cell.Manifest
 	avail, why := d.kernel.MonitorStatus()
-	p := Profile{
+	p := api.Profile{ // daemon/api/monitor.go
 		Identity:        string(cell.Identity),
 		Name:            m.Name,
 		Monitor:         api.Feature{Available: avail, Reason: why},
 		Policy:          string(m.Monitor.Policy),
 		Threshold:       m.Monitor.Threshold,
-		DeclaredEntropy: m.Monitor.Entropy,
-		Syscalls:        []ProfileSyscall{},
+		DeclaredEntropy: (*api.Band)(m.Monitor.Entropy),
+		Syscalls:        []api.ProfileSyscall{},
 	}
+	var base *monitor.Baseline
 	d.mon.mu.Lock()
 	e, err := d.entry(cell.Identity)
 	if err == nil {
 		p.ProbationRuns, p.UnrecordedRuns, p.RecordedSeq = e.probation, e.pending, e.seq
-		p.Baseline = e.base
+		base = e.base
 	}
 	d.mon.mu.Unlock()
 	if err != nil {
 		return err
 	}
-	if b := p.Baseline; b != nil {
-		p.Learned, p.Runs, p.DistinctPairs, p.Entropy, p.Max = true, b.Runs, len(b.Pairs), b.Entropy, &b.Max
-		for nr, n := range b.Syscalls {
-			p.Syscalls = append(p.Syscalls, ProfileSyscall{Name: monitor.SyscallName(nr), Nr: nr, Total: n, PerRun: float64(n) / float64(max(b.Runs, 1))})
+	if b := base; b != nil {
+		if p.Baseline, err = json.Marshal(b); err != nil {
+			return err
 		}
-		slices.SortFunc(p.Syscalls, func(a, b ProfileSyscall) int {
+		p.Learned, p.Runs, p.DistinctPairs, p.Entropy, p.Max = true, b.Runs, len(b.Pairs), (*api.Band)(b.Entropy), (*api.Resources)(&b.Max)
+		for nr, n := range b.Syscalls {
+			p.Syscalls = append(p.Syscalls, api.ProfileSyscall{Name: monitor.SyscallName(nr), Nr: nr, Total: n, PerRun: float64(n) / float64(max(b.Runs, 1))})
+		}
+		slices.SortFunc(p.Syscalls, func(a, b api.ProfileSyscall) int {
 			return cmp.Or(cmp.Compare(b.Total, a.Total), cmp.Compare(a.Nr, b.Nr))
 		})
 	}
 	writeJSON(w, http.StatusOK, p)
 	return nil
-}
-
-// Advice is the answer of POST /v1/advise.
-type Advice struct {
-	Name     string `json:"name"`
-	Identity string `json:"identity"`
-	Rule     string `json:"rule"`
-	// Syscalls is the draft: the smallest groups + extra that allow what
-	// the examples did (seccomp.Advise).
-	Syscalls *seccomp.Advice `json:"syscalls"`
-	// YAML is Syscalls as a manifest block.
-	YAML string `json:"yaml"`
-	// Observed is every syscall the examples made, with its count.
-	Observed []ProfileSyscall `json:"observed"`
-	// Missing are used syscalls the manifest as written does not grant;
-	// Unneeded are its extra syscalls the examples never made.
-	Missing  []string `json:"missing"`
-	Unneeded []string `json:"unneeded"`
-	// Granted are syscalls the permissive profile had to allow outright
-	// after a kill on them (it only answers their probes otherwise).
-	Granted  []string        `json:"granted,omitempty"`
-	Examples []AdviceExample `json:"examples"`
-}
-
-// AdviceExample is how one run of an example went under the permissive profile.
-type AdviceExample struct {
-	Name    string          `json:"name"`
-	Run     int             `json:"run"`
-	Verdict outcome.Verdict `json:"verdict"`
-	Message string          `json:"message,omitempty"`
-	Syscall string          `json:"syscall,omitempty"` // of a seccomp kill
 }
 
 func (d *Daemon) advise(w http.ResponseWriter, r *http.Request, c caller) error {
@@ -597,7 +616,7 @@ func (d *Daemon) advise(w http.ResponseWriter, r *http.Request, c caller) error 
 	var (
 		grant    []string
 		counts   map[uint32]uint64
-		examples []AdviceExample
+		examples []api.AdviceExample
 	)
 	for round := 1; ; round++ {
 		profile, err := seccomp.Permissive(grant...)
@@ -616,13 +635,15 @@ func (d *Daemon) advise(w http.ResponseWriter, r *http.Request, c caller) error 
 				if err != nil {
 					return fmt.Errorf("advice for cell %s: example %q: %w", m.Name, ex.Name, err)
 				}
-				ae := AdviceExample{Name: ex.Name, Run: run, Verdict: o.Verdict}
+				ae := api.AdviceExample{Name: ex.Name, Run: run, Verdict: o.Verdict}
 				if o.Verdict != outcome.OK {
 					ae.Message = o.Message
 				}
 				if o.Violation != nil {
 					ae.Syscall = o.Violation.Syscall
-					if _, forbidden := seccompprofiles.Forbidden(ae.Syscall); !forbidden && ae.Syscall != "" && !slices.Contains(grant, ae.Syscall) {
+					// (An ia32 syscall has no x86_64 name: no contract grants it.)
+					_, native := monitor.SyscallNumber(ae.Syscall)
+					if _, forbidden := seccompprofiles.Forbidden(ae.Syscall); native && !forbidden && !slices.Contains(grant, ae.Syscall) {
 						killedOn = ae.Syscall
 					}
 				}
@@ -634,7 +655,9 @@ func (d *Daemon) advise(w http.ResponseWriter, r *http.Request, c caller) error 
 					// seccomp stops a syscall before the histogram sees it; the
 					// contract must face it all the same.
 					for _, k := range got.SeccompKills {
-						counts[k.Nr]++
+						if !k.Compat {
+							counts[k.Nr]++
+						}
 					}
 				}
 			}
@@ -646,16 +669,16 @@ func (d *Daemon) advise(w http.ResponseWriter, r *http.Request, c caller) error 
 	}
 
 	var used []string
-	adv := &Advice{Name: m.Name, Identity: string(cell.Identity), Rule: seccomp.AdviceRule, Granted: grant, Examples: examples,
-		Observed: []ProfileSyscall{}, Missing: []string{}, Unneeded: []string{}}
+	adv := &api.Advice{Name: m.Name, Identity: string(cell.Identity), Rule: seccomp.AdviceRule, Granted: grant, Examples: examples,
+		Observed: []api.ProfileSyscall{}, Missing: []string{}, Unneeded: []string{}}
 	for nr, n := range counts {
 		name := monitor.SyscallName(nr)
 		used = append(used, name)
-		adv.Observed = append(adv.Observed, ProfileSyscall{Name: name, Nr: nr, Total: n, PerRun: float64(n) / float64(len(examples))})
+		adv.Observed = append(adv.Observed, api.ProfileSyscall{Name: name, Nr: nr, Total: n, PerRun: float64(n) / float64(len(examples))})
 	}
-	slices.SortFunc(adv.Observed, func(a, b ProfileSyscall) int { return strings.Compare(a.Name, b.Name) })
-	adv.Syscalls = seccomp.Advise(used)
-	adv.YAML = adviceYAML(adv.Syscalls)
+	slices.SortFunc(adv.Observed, func(a, b api.ProfileSyscall) int { return strings.Compare(a.Name, b.Name) })
+	draft := seccomp.Advise(used)
+	adv.Syscalls, adv.YAML = (*api.AdviceSyscalls)(draft), adviceYAML(draft)
 	allowed := declared.Allowed()
 	for _, sc := range used {
 		_, forbidden := seccompprofiles.Forbidden(sc)

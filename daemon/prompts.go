@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"strings"
 
@@ -28,7 +27,7 @@ import (
 //
 // written in the same batch as their prompt.register event.
 const (
-	typePromptRegister = "prompt.register"
+	typePromptRegister = "prompt.register" // not among ledger.Type*: the prompt store is the daemon's
 	promptRecPrefix    = ledger.PrefixExternal + "prompt/rec/"
 	promptHeadPrefix   = ledger.PrefixExternal + "prompt/head/"
 	promptLinPrefix    = ledger.PrefixExternal + "prompt/lin/"
@@ -52,26 +51,27 @@ func promptLinKey(name string, seq uint64) []byte {
 }
 
 func (d *Daemon) registerPrompt(w http.ResponseWriter, r *http.Request, c caller) error {
-	tenant := r.URL.Query().Get("tenant")
-	if tenant != "" {
-		if err := checkTenant(tenant); err != nil {
-			return badRequest("prompt register: %v", err)
-		}
-	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, maxPromptBody+1))
+	body, err := readBody(w, r, maxPromptBody, func() error { return tooLarge("prompt capsule larger than %d bytes", maxPromptBody) })
 	if err != nil {
-		return badRequest("prompt register: reading the capsule: %v", err)
-	}
-	if len(body) > maxPromptBody {
-		return &httpError{http.StatusRequestEntityTooLarge, api.CodeBadRequest, fmt.Errorf("prompt capsule larger than %d bytes", maxPromptBody)}
+		return err
 	}
 	caps, err := prompt.ReadTar(bytes.NewReader(body), "upload")
 	if err != nil {
-		return &httpError{http.StatusUnprocessableEntity, api.CodeVerification, err}
+		return badRequest("prompt register: %v", err) // malformed, not a failed verification
 	}
 	signers, err := prompt.Verify(caps, d.trust.Load().verifiers)
 	if err != nil {
 		return &httpError{http.StatusUnprocessableEntity, api.CodeVerification, fmt.Errorf("prompt %s: %w", caps.Prompt.Name, err)}
+	}
+	tenant, err := d.registerTenant(r, caps.Prompt.Parent, func(id string) (string, error) { // register.go
+		rec, err := d.promptRec(id)
+		if err != nil {
+			return "", err
+		}
+		return rec.Tenant, nil
+	})
+	if err != nil {
+		return err
 	}
 	p := caps.Prompt
 	id := p.Identity()
@@ -107,7 +107,7 @@ func (d *Daemon) registerPrompt(w http.ResponseWriter, r *http.Request, c caller
 	if err != nil {
 		return err
 	}
-	d.log.Info("prompt registered", "prompt", p.Name, "identity", id, "parent", p.Parent, "signers", signers, "tenant", tenant, "caller", c.ID, "seq", seq)
+	d.log.Info("prompt registered", "prompt", p.Name, logIdentity, id, "parent", p.Parent, "signers", signers, logTenant, tenant, logCaller, c.ID, logSeq, seq)
 	if d.mcp != nil {
 		d.mcp.PromptChanged(context.WithoutCancel(r.Context()), p.Name)
 	}
@@ -175,7 +175,7 @@ func (d *Daemon) listPrompts(w http.ResponseWriter, r *http.Request, c caller) e
 	}
 	out := []api.PromptSummary{}
 	for _, rec := range heads {
-		if !c.sees(rec.Tenant) {
+		if !c.Sees(rec.Tenant) {
 			continue
 		}
 		p, err := prompt.Parse(rec.Prompt)
@@ -202,7 +202,7 @@ func (d *Daemon) showPrompt(w http.ResponseWriter, r *http.Request, c caller) er
 	} else {
 		rec, err = d.promptHead(ref)
 	}
-	if errors.Is(err, ledger.ErrNotFound) || err == nil && !c.sees(rec.Tenant) {
+	if errors.Is(err, ledger.ErrNotFound) || err == nil && !c.Sees(rec.Tenant) {
 		return &httpError{http.StatusNotFound, api.CodeNotFound, fmt.Errorf("no prompt %q (tccctl prompt list shows them)", ref)}
 	} else if err != nil {
 		return err
@@ -218,6 +218,9 @@ func (d *Daemon) showPrompt(w http.ResponseWriter, r *http.Request, c caller) er
 		lr, err := d.promptRec(id)
 		if err != nil {
 			return err
+		}
+		if !c.Sees(lr.Tenant) {
+			continue // another tenant's version of the name
 		}
 		out.Lineage = append(out.Lineage, api.LineageEntry{Identity: id, Parent: string(lr.Parent), Seq: lr.Seq, RegisteredAt: nsTime(lr.RegisteredNS), Head: id == string(head)})
 	}

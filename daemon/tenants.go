@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"maps"
 	"os"
@@ -10,6 +9,7 @@ import (
 	"regexp"
 	"slices"
 	"strconv"
+	"strings"
 
 	"go.yaml.in/yaml/v3"
 
@@ -62,11 +62,12 @@ type grant struct {
 
 // tenants is the parsed file: who is in which tenant with which scopes.
 type tenants struct {
-	byUID   map[uint32]string
-	byGID   map[uint32]string
-	scopes  map[string][]string
-	unknown *grant // local users in no tenant; nil = no scopes
-	anon    *grant // anonymous loopback TCP; nil = refused
+	byUID    map[uint32]string
+	byGID    map[uint32]string
+	scopes   map[string][]string
+	unknown  *grant // local users in no tenant; nil = no scopes
+	anon     *grant // anonymous loopback TCP; nil = refused
+	fromFile bool   // read from a tenants file (names)
 }
 
 // loadTenants reads the tenants file; "" means no file: every local user
@@ -139,7 +140,7 @@ func loadTenants(path string) (*tenants, error) {
 			}
 		}
 	}
-	t.unknown, t.anon = f.Default, f.Anonymous
+	t.unknown, t.anon, t.fromFile = f.Default, f.Anonymous, true
 	return t, nil
 }
 
@@ -164,7 +165,7 @@ func lookupID(s string, isUser bool) (uint32, error) {
 	}
 	n, err := strconv.ParseUint(id, 10, 32)
 	if err != nil {
-		return 0, errors.New("non-numeric id " + id)
+		return 0, fmt.Errorf("%s %q has the non-numeric id %q in the system's user database; give the number instead", map[bool]string{true: "user", false: "group"}[isUser], s, id)
 	}
 	return uint32(n), nil
 }
@@ -199,9 +200,42 @@ func (d *Daemon) reloadTenants() {
 	}
 	ts, err := loadTenants(d.cfg.Tenants)
 	if err != nil {
-		d.log.Error("tenants file reload failed; keeping the tenants loaded before", "tenants", d.cfg.Tenants, "err", err)
+		d.log.Error("tenants file reload failed; keeping the tenants loaded before", "tenants", d.cfg.Tenants, logErr, err)
 		return
 	}
 	d.tenants.Store(ts)
+	// Tokens of a tenant no longer in the file are refused from now on
+	// (verifyToken); MCP streams and sessions of callers the file may have
+	// changed end now, so that they come back under the new mapping.
+	if d.mcp != nil {
+		d.mcp.Disconnect(func(c *mcp.Caller) bool {
+			return !c.Admin && (!strings.HasPrefix(c.ID, tokenCallerPrefix) || !ts.names(c.Tenant))
+		})
+	}
 	d.log.Info("tenants file reloaded", "tenants", d.cfg.Tenants)
+}
+
+// knownTenant checks a tenant named by an admin (register, vault put,
+// token issue): well formed and, with a tenants file, named in it (under
+// tenants or as anonymous.tenant), so that a typo is refused instead of
+// making something nobody can see. Without a tenants file every well
+// formed name is a tenant: its callers are known only by tokens.
+func (d *Daemon) knownTenant(t string) error {
+	if err := checkTenant(t); err != nil {
+		return err
+	}
+	if ts := d.tenants.Load(); !ts.names(t) {
+		return fmt.Errorf("tenant %q is not in the tenants file %s; add it there (then send tccd SIGHUP)", t, d.cfg.Tenants)
+	}
+	return nil
+}
+
+// names reports whether t is a tenant of the file (true for every name
+// when tccd runs without one).
+func (t *tenants) names(name string) bool {
+	if !t.fromFile {
+		return true
+	}
+	_, ok := t.scopes[name]
+	return ok || t.anon != nil && t.anon.Tenant == name
 }

@@ -39,6 +39,8 @@ const (
 	maxTokenTTL     = 366 * 24 * time.Hour
 	tokenPrefix     = ledger.PrefixExternal + "token/"
 	revokedPrefix   = ledger.PrefixExternal + "token-revoked/"
+
+	tokenCallerPrefix = "jti:" // a token's caller is jti:<jti>
 )
 
 // tokenKey signs and verifies tokens.
@@ -136,7 +138,7 @@ func (d *Daemon) issueToken(w http.ResponseWriter, r *http.Request, c caller) er
 	if err := decodeJSON(r, maxJSONBody, &req); err != nil {
 		return err
 	}
-	if err := checkTenant(req.Tenant); err != nil {
+	if err := d.knownTenant(req.Tenant); err != nil {
 		return badRequest("token issue: %v (every token belongs to one tenant; use --tenant)", err)
 	}
 	if len(req.Scopes) == 0 {
@@ -192,7 +194,7 @@ func (d *Daemon) issueToken(w http.ResponseWriter, r *http.Request, c caller) er
 	if err != nil {
 		return err
 	}
-	d.log.Info("token issued", "jti", rec.JTI, "tenant", rec.Tenant, "scopes", claims.Scope, "expires", rec.ExpiresAt, "caller", c.ID, "seq", seq)
+	d.log.Info("token issued", "jti", rec.JTI, logTenant, rec.Tenant, "scopes", claims.Scope, "expires", rec.ExpiresAt, logCaller, c.ID, logSeq, seq)
 	writeJSON(w, http.StatusCreated, api.IssuedToken{Token: signed, JTI: rec.JTI, Tenant: rec.Tenant, Scopes: scopes, Issuer: tokenIssuer, ExpiresAt: rec.ExpiresAt, Seq: seq})
 	return nil
 }
@@ -266,7 +268,10 @@ func (d *Daemon) revokeToken(w http.ResponseWriter, r *http.Request, c caller) e
 	if err != nil {
 		return err
 	}
-	d.log.Info("token revoked", "jti", jti, "tenant", tenant, "caller", c.ID, "seq", seq)
+	d.log.Info("token revoked", "jti", jti, logTenant, tenant, logCaller, c.ID, logSeq, seq)
+	if d.mcp != nil { // its streams and sessions end now, not at their next request
+		d.mcp.Disconnect(func(mc *mcp.Caller) bool { return mc.ID == tokenCallerPrefix+jti })
+	}
 	writeJSON(w, http.StatusOK, api.TokenRevoked{JTI: jti, Seq: seq})
 	return nil
 }
@@ -311,12 +316,15 @@ func (d *Daemon) verifyToken(raw string) (caller, error) {
 	if rec.Tenant != cl.Tenant || strings.Join(rec.Scopes, " ") != cl.Scope {
 		return refuse("bearer token %s does not match its record", cl.ID)
 	}
+	if !d.tenants.Load().names(rec.Tenant) {
+		return refuse("bearer token %s is for tenant %s, which is no longer in the tenants file", cl.ID, rec.Tenant)
+	}
 	if rv, err := d.revocation(cl.ID); err == nil {
 		return refuse("bearer token %s was revoked at %s (ledger event %d)", cl.ID, rv.At.Format(time.RFC3339), rv.Seq)
 	} else if !errors.Is(err, ledger.ErrNotFound) {
 		return caller{}, err
 	}
-	return caller{ID: "jti:" + cl.ID, Tenant: rec.Tenant, Scopes: rec.Scopes, Expires: rec.ExpiresAt}, nil
+	return caller{ID: tokenCallerPrefix + cl.ID, Tenant: rec.Tenant, Scopes: rec.Scopes, Expires: rec.ExpiresAt}, nil
 }
 
 // tokenKeyPath is where the token signing key lives.

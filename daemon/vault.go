@@ -113,7 +113,7 @@ func detectMIME(p string, content []byte) string {
 
 func (d *Daemon) vaultPut(w http.ResponseWriter, r *http.Request, c caller) error {
 	tenant, p := r.PathValue("tenant"), r.PathValue("path")
-	if err := checkTenant(tenant); err != nil {
+	if err := d.knownTenant(tenant); err != nil { // tenants.go
 		return badRequest("vault put: %v", err)
 	}
 	if err := checkVaultPath(p); err != nil {
@@ -130,12 +130,11 @@ func (d *Daemon) vaultPut(w http.ResponseWriter, r *http.Request, c caller) erro
 			return badRequest("vault put: %v", err)
 		}
 	}
-	content, err := io.ReadAll(io.LimitReader(r.Body, maxVaultDocument+1))
+	content, err := readBody(w, r, maxVaultDocument, func() error {
+		return tooLarge("vault put: document larger than %d bytes (16 MiB), the vault's cap", maxVaultDocument)
+	})
 	if err != nil {
-		return badRequest("vault put: reading the document: %v", err)
-	}
-	if len(content) > maxVaultDocument {
-		return &httpError{http.StatusRequestEntityTooLarge, api.CodeBadRequest, fmt.Errorf("vault put: document larger than %d bytes (16 MiB), the vault's cap", maxVaultDocument)}
+		return err
 	}
 	if mt == "" {
 		mt = detectMIME(p, content)
@@ -180,7 +179,7 @@ func (d *Daemon) vaultPut(w http.ResponseWriter, r *http.Request, c caller) erro
 	if err != nil {
 		return err
 	}
-	d.log.Info("vault put", "tenant", tenant, "path", p, "sha256", rec.Digest, "mime", mt, "size", size, "alias", alias, "caller", c.ID, "seq", seq)
+	d.log.Info("vault put", logTenant, tenant, logPath, p, "sha256", rec.Digest, "mime", mt, "size", size, "alias", alias, logCaller, c.ID, logSeq, seq)
 	if d.mcp != nil {
 		doc := rec.mcp()
 		d.mcp.DocumentChanged(context.WithoutCancel(r.Context()), &doc, oldAlias)
@@ -192,7 +191,7 @@ func (d *Daemon) vaultPut(w http.ResponseWriter, r *http.Request, c caller) erro
 func (d *Daemon) vaultList(w http.ResponseWriter, r *http.Request, c caller) error {
 	tenant := r.URL.Query().Get("tenant")
 	if !c.Admin {
-		if !contains(c.Scopes, mcp.ScopeResourcesRead) {
+		if !c.Has(mcp.ScopeResourcesRead) {
 			return forbidden("listing the vault needs scope %s; %s does not hold it", mcp.ScopeResourcesRead, c.ID)
 		}
 		if tenant != "" && tenant != c.Tenant || c.Tenant == "" {
@@ -210,15 +209,6 @@ func (d *Daemon) vaultList(w http.ResponseWriter, r *http.Request, c caller) err
 	}
 	writeJSON(w, http.StatusOK, out)
 	return nil
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // vaultRecords lists documents of tenant, or of every tenant ("").
@@ -284,6 +274,10 @@ func (v mcpVault) Lookup(_ context.Context, uri string) (*mcp.Document, error) {
 // Read returns a document's content, re-hashed against its digest, after
 // recording the read (vault.read: tenant, caller, path, digest).
 func (v mcpVault) Read(ctx context.Context, c *mcp.Caller, doc *mcp.Document) ([]byte, error) {
+	if !v.d.work.enter() { // serve.go: no vault.read after daemon.stop
+		return nil, errStopping
+	}
+	defer v.d.work.leave()
 	p, err := v.d.ledger.ObjectPath(manifest.Digest(doc.Digest))
 	if err != nil {
 		return nil, err

@@ -1,6 +1,7 @@
 package ebpf
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"slices"
@@ -24,21 +25,28 @@ type CellOptions struct {
 
 // Stats are a cell's counters, summed over CPUs.
 type Stats struct {
-	Syscalls     uint64   // syscalls that reached sys_enter
-	Other        uint64   // of which numbered >= NrSlots
-	Compat       uint64   // ia32 syscalls (int 0x80): not in Syscalls
-	BytesWritten uint64   // requested by write-family calls, at entry
-	BytesSampled uint64   // read into the byte histogram
-	Unsampled    uint64   // buffers or iovecs not read or not counted
-	Forks        uint64   // new processes
-	Threads      uint64   // new threads
-	Execs        uint64   // successful execs
-	Exits        uint64   // processes whose last thread exited
-	NovelPairs   uint64   // new pairs not in CellOptions.Known
-	PairOverflow uint64   // new pairs past the budget, not recorded
-	Dropped      uint64   // events lost: a map full, no memory
-	Kills        uint64   // tasks killed by seccomp
-	KillNrs      []uint32 // their denied syscalls (at most MaxKills per CPU)
+	Syscalls     uint64 // syscalls that reached sys_enter
+	Other        uint64 // of which numbered >= NrSlots
+	Compat       uint64 // ia32 syscalls (int 0x80): not in Syscalls
+	BytesWritten uint64 // written by write-family calls (their return values)
+	BytesSampled uint64 // of which read into the byte histogram
+	Unsampled    uint64 // pieces of written output that could not be read
+	Forks        uint64 // new processes
+	Threads      uint64 // new threads
+	Execs        uint64 // successful execs
+	Exits        uint64 // processes whose last thread exited
+	NovelPairs   uint64 // new pairs not in CellOptions.Known
+	PairOverflow uint64 // new pairs past the budget, not recorded
+	Dropped      uint64 // events lost: a map full, no memory
+	Kills        uint64 // tasks killed by seccomp
+	Killed       []Kill // the first MaxKills per CPU, in time order
+}
+
+// Kill is a task killed by seccomp.
+type Kill struct {
+	Nr     uint32 // the denied syscall
+	Compat bool   // Nr is an ia32 (int 0x80) number, not an x86_64 one
+	NS     uint64 // when (CLOCK_BOOTTIME)
 }
 
 // Hist holds a cell's histograms, summed over CPUs.
@@ -80,8 +88,12 @@ func (t *Tracer) AddCell(id uint64, opts CellOptions) (*Cell, error) {
 		return nil, fmt.Errorf("watch cgroup %d: baseline has %d pairs, more than the %d a cell may record",
 			id, len(opts.Known), t.cfg.PairsPerCell)
 	}
+	t.reclaim()
+	if slices.ContainsFunc(t.dirty, func(d *Cell) bool { return d.id == id }) {
+		return nil, fmt.Errorf("watch cgroup %d: the BPF state of its previous watch could not be wiped", id)
+	}
 	if len(t.free) == 0 {
-		return nil, fmt.Errorf("watch cgroup %d: %w (%d cells watched)", id, ErrFull, len(t.cells))
+		return nil, fmt.Errorf("watch cgroup %d: %w (%d cells watched, %d not wiped)", id, ErrFull, len(t.cells), len(t.dirty))
 	}
 	c := &Cell{t: t, id: id, slot: t.free[0]}
 	for _, p := range opts.Known {
@@ -158,8 +170,14 @@ func (c *Cell) stats() (Stats, error) {
 		s.PairOverflow += p.PairOverflow
 		s.Dropped += p.Dropped
 		s.Kills += p.Kills
-		s.KillNrs = append(s.KillNrs, p.KillNr[:min(p.Kills, MaxKills)]...)
+		for i := range min(p.Kills, MaxKills) {
+			nr := p.KillNr[i]
+			s.Killed = append(s.Killed, Kill{Nr: nr &^ killCompat, Compat: nr&killCompat != 0, NS: p.KillNs[i]})
+		}
 	}
+	// Each CPU keeps its own kills: the first one is the earliest, not the
+	// first CPU's.
+	slices.SortStableFunc(s.Killed, func(a, b Kill) int { return cmp.Compare(a.NS, b.NS) })
 	return s, nil
 }
 
@@ -215,7 +233,8 @@ func (c *Cell) Pairs() (map[[2]uint32]uint64, error) {
 //
 // Call it once the cell's tasks are gone: a program that started before
 // the cell entry was deleted can still be writing for a few microseconds,
-// which is why the wipe is checked and repeated once.
+// which is why the wipe is checked and repeated once. If it still fails,
+// the slot stays out of use until a later AddCell wipes it clean.
 func (c *Cell) Remove() error {
 	c.t.mu.Lock()
 	defer c.t.mu.Unlock()
@@ -230,20 +249,39 @@ func (c *Cell) Remove() error {
 	}
 	c.removed = true
 	delete(c.t.cells, c.id)
-	for try := 0; ; try++ {
-		if err := c.wipe(); err != nil {
-			return fmt.Errorf("unwatch cgroup %d: %w", c.id, err)
+	var err error
+	for range 2 {
+		if err = c.wipe(); err != nil {
+			err = fmt.Errorf("unwatch cgroup %d: %w", c.id, err)
+			continue
 		}
-		err := c.residue()
-		if err == nil {
+		if c.t.afterWipe != nil {
+			c.t.afterWipe(c)
+		}
+		if err = c.residue(); err == nil {
 			c.t.free = append(c.t.free, c.slot)
 			return nil
 		}
-		if try == 1 {
-			// The slot stays out of use: it is not known to be clean.
-			return err
-		}
 	}
+	// The slot stays out of use until a later wipe of it succeeds.
+	c.t.dirty = append(c.t.dirty, c)
+	return err
+}
+
+// reclaim wipes again the removed cells whose wipe failed, and frees the
+// slots of those now clean. A cell whose cgroup is watched again is left
+// alone: wiping it would delete the new watch's pairs.
+func (t *Tracer) reclaim() {
+	kept := t.dirty[:0]
+	for _, c := range t.dirty {
+		if _, watched := t.cells[c.id]; !watched && c.wipe() == nil && c.residue() == nil {
+			t.free = append(t.free, c.slot)
+			continue
+		}
+		kept = append(kept, c)
+	}
+	clear(t.dirty[len(kept):])
+	t.dirty = kept
 }
 
 // Stop stops counting: the kernel forgets the cell, but its counters stay

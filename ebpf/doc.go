@@ -4,10 +4,11 @@
 // programs and manages one watched cell's map entries.
 //
 // The programs attach to tp_btf tracepoints (raw_syscalls/sys_enter and
-// sched_process_{fork,exec,exit}) and aggregate per cell in the kernel: a
-// syscall histogram, syscall-pair counts, a byte histogram of sampled
-// write-family buffers, process counts and seccomp kills. A cell is a cgroup2
-// directory, identified by its inode number.
+// sys_exit, sched_process_{fork,exec,exit}) and aggregate per cell in the
+// kernel: a syscall histogram, syscall-pair counts, the bytes write-family
+// calls wrote and a byte histogram sampled from them at syscall exit,
+// process counts and seccomp kills. A cell is a cgroup2 directory,
+// identified by its inode number.
 //
 // The object is built for x86_64 (syscall numbers and pt_regs are the
 // x86_64 ones). This package pins nothing in bpffs and must never leave a

@@ -20,6 +20,7 @@ typedef __u16 __be16;
 typedef __u32 __be32;
 typedef __u32 __wsum;
 typedef _Bool bool;
+enum { false = 0, true = 1 };
 typedef int pid_t;
 
 enum bpf_map_type {

@@ -56,6 +56,7 @@ type tccStats struct {
 	Dropped      uint64
 	Kills        uint64
 	KillNr       [8]uint32
+	KillNs       [8]uint64
 }
 
 type tccTaskState struct {
@@ -79,6 +80,7 @@ const (
 	tccProgTccExit         = "tcc_exit"
 	tccProgTccFork         = "tcc_fork"
 	tccProgTccSysEnter     = "tcc_sys_enter"
+	tccProgTccSysExit      = "tcc_sys_exit"
 	tccVarExitHasGroupDead = "exit_has_group_dead"
 )
 
@@ -128,6 +130,7 @@ type tccProgramSpecs struct {
 	TccExit     *ebpf.ProgramSpec `ebpf:"tcc_exit"`
 	TccFork     *ebpf.ProgramSpec `ebpf:"tcc_fork"`
 	TccSysEnter *ebpf.ProgramSpec `ebpf:"tcc_sys_enter"`
+	TccSysExit  *ebpf.ProgramSpec `ebpf:"tcc_sys_exit"`
 }
 
 // tccMapSpecs contains maps before they are loaded into the kernel.
@@ -209,6 +212,7 @@ type tccPrograms struct {
 	TccExit     *ebpf.Program `ebpf:"tcc_exit"`
 	TccFork     *ebpf.Program `ebpf:"tcc_fork"`
 	TccSysEnter *ebpf.Program `ebpf:"tcc_sys_enter"`
+	TccSysExit  *ebpf.Program `ebpf:"tcc_sys_exit"`
 }
 
 func (p *tccPrograms) Close() error {
@@ -217,6 +221,7 @@ func (p *tccPrograms) Close() error {
 		p.TccExit,
 		p.TccFork,
 		p.TccSysEnter,
+		p.TccSysExit,
 	)
 }
 

@@ -42,6 +42,8 @@ const (
 	// per CPU; Stats.Kills counts them all.
 	MaxKills = 8
 
+	killCompat = 0x80000000
+
 	cellArmed      = 1
 	cellArmAtExec  = 2
 	cellKnownPairs = 4
@@ -77,7 +79,10 @@ type Tracer struct {
 	mu     sync.Mutex
 	closed bool
 	free   []uint32 // FIFO, so a freed slot is reused last
+	dirty  []*Cell  // removed, but their wipe failed: retried by AddCell
 	cells  map[uint64]*Cell
+
+	afterWipe func(*Cell) // tests: runs between a wipe and its check
 }
 
 // objects are the generated programs and maps, without the generated
@@ -90,6 +95,14 @@ type objects struct {
 
 func (o *objects) Close() error {
 	return errors.Join(o.tccPrograms.Close(), o.tccMaps.Close())
+}
+
+// programs returns every program by name.
+func (t *Tracer) programs() map[string]*ebpf.Program {
+	return map[string]*ebpf.Program{
+		tccProgTccSysEnter: t.objs.TccSysEnter, tccProgTccSysExit: t.objs.TccSysExit,
+		tccProgTccFork: t.objs.TccFork, tccProgTccExec: t.objs.TccExec, tccProgTccExit: t.objs.TccExit,
+	}
 }
 
 var memlockOnce sync.Once
@@ -128,7 +141,7 @@ func Load(cfg Config) (*Tracer, error) {
 	if err := spec.LoadAndAssign(&t.objs, nil); err != nil {
 		return nil, classify("load BPF programs", err)
 	}
-	for _, p := range []*ebpf.Program{t.objs.TccSysEnter, t.objs.TccFork, t.objs.TccExec, t.objs.TccExit} {
+	for _, p := range t.programs() {
 		l, err := link.AttachTracing(link.TracingOptions{Program: p, AttachType: ebpf.AttachTraceRawTp})
 		if err != nil {
 			t.Close()
@@ -215,7 +228,7 @@ func (t *Tracer) IDs() (ObjectIDs, error) {
 	var ids ObjectIDs
 	// Maps are taken from the programs, which also reference the internal
 	// .rodata map.
-	for _, p := range []*ebpf.Program{t.objs.TccSysEnter, t.objs.TccFork, t.objs.TccExec, t.objs.TccExit} {
+	for _, p := range t.programs() {
 		info, err := p.Info()
 		if err != nil {
 			return ObjectIDs{}, fmt.Errorf("BPF program info: %w", err)
@@ -244,10 +257,7 @@ func (t *Tracer) IDs() (ObjectIDs, error) {
 // (ebpf.EnableStats(unix.BPF_STATS_RUN_TIME)).
 func (t *Tracer) ProgramStats() (map[string]ebpf.ProgramStats, error) {
 	out := make(map[string]ebpf.ProgramStats)
-	for name, p := range map[string]*ebpf.Program{
-		tccProgTccSysEnter: t.objs.TccSysEnter, tccProgTccFork: t.objs.TccFork,
-		tccProgTccExec: t.objs.TccExec, tccProgTccExit: t.objs.TccExit,
-	} {
+	for name, p := range t.programs() {
 		s, err := p.Stats()
 		if err != nil {
 			return nil, fmt.Errorf("stats of BPF program %s: %w", name, err)
@@ -272,43 +282,21 @@ func (t *Tracer) Missed() (uint64, error) {
 	return n, nil
 }
 
-// EventKind says what a kernel notification is about.
-type EventKind uint32
-
-// Notifications; each is sent at most once per cell per CPU, except kills.
-const (
-	EventNovelPair    EventKind = 1 // first pair not in the baseline
-	EventDropped      EventKind = 2 // first event lost
-	EventSeccompKill  EventKind = 3 // a task was killed by seccomp
-	EventCompat       EventKind = 4 // first ia32 syscall
-	EventPairOverflow EventKind = 5 // pair budget exhausted
-)
-
-// Event is a kernel notification about one cell.
-type Event struct {
-	Cell uint64 // cgroup id
-	Kind EventKind
-	Nr   uint32 // the syscall concerned, when there is one
-}
-
-// ReadEvent blocks until the kernel sends a notification, and returns
-// ErrClosed once the tracer is closed.
-func (t *Tracer) ReadEvent() (Event, error) {
+// ReadEvent blocks until the kernel sends a notification and returns the
+// cgroup id of the cell it concerns: something happened there that is
+// worth reading the counters for now (a novel pair, a lost event, a
+// seccomp kill, an ia32 syscall). It returns ErrClosed once the tracer is
+// closed.
+func (t *Tracer) ReadEvent() (uint64, error) {
 	rec, err := t.rb.Read()
 	if errors.Is(err, os.ErrClosed) {
-		return Event{}, ErrClosed
+		return 0, ErrClosed
 	}
 	if err != nil {
-		return Event{}, fmt.Errorf("read BPF ring buffer: %w", err)
+		return 0, fmt.Errorf("read BPF ring buffer: %w", err)
 	}
-	// struct event { __u64 cgid; __u32 kind; __u32 nr; }
-	if len(rec.RawSample) < 16 {
-		return Event{}, fmt.Errorf("read BPF ring buffer: short event (%d bytes)", len(rec.RawSample))
+	if len(rec.RawSample) < 8 {
+		return 0, fmt.Errorf("read BPF ring buffer: short event (%d bytes)", len(rec.RawSample))
 	}
-	s := rec.RawSample
-	return Event{
-		Cell: binary.NativeEndian.Uint64(s[0:]),
-		Kind: EventKind(binary.NativeEndian.Uint32(s[8:])),
-		Nr:   binary.NativeEndian.Uint32(s[12:]),
-	}, nil
+	return binary.NativeEndian.Uint64(rec.RawSample), nil
 }

@@ -1,42 +1,77 @@
 package ebpf
 
 import (
+	"errors"
 	"testing"
-
-	"github.com/cilium/ebpf"
 
 	"github.com/trustcells/tcc/internal/testutil"
 )
 
-func TestLoad(t *testing.T) {
+func load(t *testing.T, cfg Config) *Tracer {
+	t.Helper()
 	testutil.RequireRoot(t)
-	tr, err := Load(Config{})
+	tr, err := Load(cfg)
 	if err != nil {
 		t.Fatalf("Load: %v", err)
 	}
-	if err := tr.Close(); err != nil {
-		t.Fatalf("Close: %v", err)
-	}
+	t.Cleanup(func() {
+		if err := tr.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	return tr
 }
 
+// maxVerified bounds what the verifier may walk per program: a fifth of
+// the kernel's limit (1M), so that a change that makes verification explode
+// shows here before an older kernel, which prunes less, refuses the load.
+const maxVerified = 200_000
+
 func TestVerifierCost(t *testing.T) {
-	testutil.RequireRoot(t)
-	tr, err := Load(Config{})
-	if err != nil {
-		t.Fatalf("Load: %v", err)
-	}
-	defer tr.Close()
-	for name, p := range map[string]interface {
-		Info() (*ebpf.ProgramInfo, error)
-	}{
-		"sys_enter": tr.objs.TccSysEnter, "fork": tr.objs.TccFork, "exec": tr.objs.TccExec, "exit": tr.objs.TccExit,
-	} {
+	tr := load(t, Config{})
+	for name, p := range tr.programs() {
 		info, err := p.Info()
 		if err != nil {
 			t.Fatal(err)
 		}
-		n, _ := info.VerifiedInstructions()
+		n, ok := info.VerifiedInstructions()
+		if !ok {
+			t.Fatalf("%s: the kernel does not report verified instructions", name)
+		}
 		size, _ := info.JitedSize()
 		t.Logf("%s: %d instructions verified, %d bytes JITed", name, n, size)
+		if n > maxVerified {
+			t.Errorf("%s: %d instructions verified, want at most %d", name, n, maxVerified)
+		}
+	}
+}
+
+// A cell whose wipe fails keeps its slot out of use only until a later
+// AddCell wipes it clean; it must not leak the slot for good.
+func TestResidueSlotReclaimed(t *testing.T) {
+	tr := load(t, Config{MaxCells: 1, PairsPerCell: 16})
+	const first, second = 1 << 40, 1<<40 + 1 // any ids: no task is in them
+
+	c, err := tr.AddCell(first, CellOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A writer that outlives the wipe: a pair appears after every wipe.
+	tr.afterWipe = func(c *Cell) {
+		if err := tr.objs.TccPairs.Put(tccPairKey{Cgid: c.id, Prev: PairStart, Nr: 1}, uint64(1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var re *ResidueError
+	if err := c.Remove(); !errors.As(err, &re) {
+		t.Fatalf("Remove with a late writer: %v, want a *ResidueError", err)
+	}
+	tr.afterWipe = nil
+
+	if _, err := tr.AddCell(second, CellOptions{}); err != nil {
+		t.Fatalf("AddCell after a failed wipe, with MaxCells 1: %v, want the slot wiped and reused", err)
+	}
+	if left, err := tr.Residue(first); err != nil || len(left) != 0 {
+		t.Errorf("Residue(first) after the slot was reclaimed = %v, %v; want none", left, err)
 	}
 }

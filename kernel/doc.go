@@ -5,9 +5,14 @@
 // classifies the ending into a verdict, and wipes the sandbox, checking that
 // nothing remains.
 //
+// The sandbox shows the very store files the gate opened and hashed (open
+// descriptors, never paths), and what the monitor sees after the cell
+// exited still decides the verdict.
+//
 // It knows nothing of HTTP, MCP or the ledger's storage: the catalogue is an
 // interface, and the audit events bracketing a call are written by the
 // caller through Request.Begin and the returned Outcome. It must never
 // launch a cell the gate has not passed at that moment, nor return before
-// the cell's sandbox is gone.
+// the cell's sandbox is gone, nor wait without bound for anything outside
+// itself (a killed cell, a Progress callback).
 package kernel

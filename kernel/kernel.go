@@ -33,6 +33,10 @@ type Config struct {
 	// MaxQueue bounds calls waiting for one (default 64) before ErrBusy.
 	MaxSandboxes int
 	MaxQueue     int
+	// MaxInputBytes bounds the input bytes that running and queued calls
+	// hold together (default 512 MiB): past it a call is ErrBusy, so that
+	// a full queue of large inputs cannot exhaust the daemon's memory.
+	MaxInputBytes int64
 
 	Catalog Catalog
 	// Trust returns the verifier keys trusted now; the gate checks every
@@ -66,7 +70,9 @@ type Catalog interface {
 	// Head is the current head of a name ("" if none).
 	Head(name string) (manifest.Identity, error)
 	Revoked(id manifest.Identity) (bool, error)
-	// ObjectPath is where the content-addressed store keeps a file.
+	// ObjectPath is where the content-addressed store keeps a file. The
+	// gate opens it (never following a symlink, refusing anything but a
+	// regular file), hashes it, and the sandbox shows that open file.
 	ObjectPath(d manifest.Digest) string
 	// Baseline is the learned behaviour of an identity; nil if none yet.
 	Baseline(id manifest.Identity) (*monitor.Baseline, error)
@@ -94,7 +100,7 @@ type Kernel struct {
 	monitorErr error            // why it is unavailable
 
 	mu       sync.Mutex
-	profiles map[manifest.Identity]*compiled // per identity: seccomp profile and schemas
+	profiles map[manifest.Identity]*compiled // by the identity the manifest hashes to: seccomp profile and schemas
 }
 
 // compiled holds what is derived once per identity.
@@ -119,6 +125,9 @@ func New(ctx context.Context, cfg Config) (*Kernel, error) {
 	if cfg.MaxQueue <= 0 {
 		cfg.MaxQueue = 64
 	}
+	if cfg.MaxInputBytes <= 0 {
+		cfg.MaxInputBytes = 512 << 20
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -130,7 +139,7 @@ func New(ctx context.Context, cfg Config) (*Kernel, error) {
 		cfg:       cfg,
 		log:       cfg.Logger,
 		sandboxes: sb,
-		admit:     newAdmission(cfg.MaxSandboxes, cfg.MaxQueue),
+		admit:     newAdmission(cfg.MaxSandboxes, cfg.MaxQueue, cfg.MaxInputBytes),
 		profiles:  make(map[manifest.Identity]*compiled),
 	}
 	removed, err := sb.Sweep(ctx)
@@ -169,19 +178,20 @@ func (k *Kernel) MonitorStatus() (bool, string) {
 	return false, k.monitorErr.Error()
 }
 
-// Load reports running and queued calls and the bounds.
+// Load reports running and queued calls and the bounds. maxRunning drops
+// below Config.MaxSandboxes when sandboxes could not be wiped clean: each
+// keeps its slot until the daemon restarts.
 func (k *Kernel) Load() (running, queued, maxRunning, maxQueue int) {
-	r, q := k.admit.load()
-	return r, q, k.cfg.MaxSandboxes, k.cfg.MaxQueue
+	r, q, max := k.admit.load()
+	return r, q, max, k.cfg.MaxQueue
 }
 
 // Request is one call.
 type Request struct {
-	Cell string // name (runs its head) or identity (pinned)
-	// Resolved, if set, is run instead of resolving Cell through the
-	// catalogue: a cell the caller already resolved (and checked), a cell
-	// being registered (its probation run) or an unregistered capsule
-	// being advised. Its files must be in the store.
+	// Resolved is the cell to run (Resolve finds it by reference): a cell
+	// the caller resolved and checked, a cell being registered (its
+	// probation run) or an unregistered capsule being advised. Its files
+	// must be in the store. The gate re-verifies it before launch.
 	Resolved *Cell
 	Input    json.RawMessage // one JSON value
 
@@ -203,7 +213,11 @@ type Request struct {
 	// anything is verified or created; it must make the call.begin audit
 	// event durable. If it fails, the call does not run.
 	Begin func(ctx context.Context, c *Cell, inputSHA256 string) (seq uint64, err error)
-	// Progress receives the cell's progress reports (fd 3), in order.
+	// Progress receives the cell's progress reports (fd 3), in order,
+	// from a goroutine of its own. It may be slow: reports that find it
+	// still busy with a queue of them are dropped, and the call never
+	// waits for it (a report may still be in delivery when Call returns,
+	// none starts after).
 	Progress func(Progress)
 	// TraceID ties the call's events together; one is made if empty.
 	TraceID string
@@ -229,19 +243,16 @@ func (e *InputError) Unwrap() error { return e.Err }
 func (k *Kernel) Resolve(ref string) (*Cell, error) { return k.cfg.Catalog.Cell(ref) }
 
 // Call runs one call of a cell and returns its outcome. An error means the
-// call never reached the point of being audited (unknown cell, bad input,
-// busy, Begin failed); every call that passed Begin returns an Outcome,
-// whatever happened, and its sandbox is gone.
+// call never reached the point of being audited (bad input, busy, Begin
+// failed); every call that passed Begin returns an Outcome, whatever
+// happened, and its sandbox is gone.
 func (k *Kernel) Call(ctx context.Context, req Request) (*outcome.Outcome, error) {
 	cell := req.Resolved
 	if cell == nil {
-		var err error
-		if cell, err = k.cfg.Catalog.Cell(req.Cell); err != nil {
-			return nil, err
-		}
+		return nil, errors.New("kernel: Request.Resolved is required (Kernel.Resolve finds a cell by reference)")
 	}
 	m := cell.Manifest
-	c, err := k.compile(cell)
+	c, err := k.compile(m)
 	if err != nil {
 		return nil, err
 	}
@@ -254,55 +265,89 @@ func (k *Kernel) Call(ctx context.Context, req Request) (*outcome.Outcome, error
 	if err := c.input.Validate(req.Input); err != nil {
 		return nil, &InputError{m.Name, fmt.Errorf("does not match the input schema: %w", err)}
 	}
-	release, err := k.admit.acquire(ctx)
+	release, err := k.admit.acquire(ctx, int64(len(req.Input)))
 	if err != nil {
+		if errors.Is(err, errTooLarge) {
+			return nil, &InputError{m.Name, err}
+		}
 		return nil, err
 	}
-	defer release()
 
 	if req.TraceID == "" {
 		req.TraceID = uuid.Must(uuid.NewV7()).String()
 	}
 	sum := sha256.Sum256(req.Input)
 	o := &outcome.Outcome{Cell: m.Name, Identity: string(cell.Identity), TraceID: req.TraceID, ExitCode: -1, Wipe: outcome.Wipe{Clean: true}}
+	// A sandbox that was not wiped clean keeps its slot (kernel/sandbox
+	// does not reuse its id range): admission must not count on it.
+	defer func() {
+		if !o.Wipe.Clean {
+			k.log.Error("a sandbox slot is retired until the daemon restarts: its sandbox was not wiped clean", "cell", m.Name, "trace_id", req.TraceID, "leftovers", o.Wipe.Leftovers)
+		}
+		release(!o.Wipe.Clean)
+	}()
 	if req.Begin != nil {
 		if o.BeginSeq, err = req.Begin(ctx, cell, hex.EncodeToString(sum[:])); err != nil {
 			return nil, fmt.Errorf("record call.begin: %w", err)
 		}
 	}
-	if err := k.gate(cell, req.Unsigned); err != nil {
+	files, err := k.gate(ctx, cell, req.Unsigned)
+	if err != nil {
 		o.Verdict = outcome.Refused
 		o.Message = fmt.Sprintf("cell %s was refused before launch: %v", m.Name, err)
+		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+			o.Verdict = outcome.Cancelled
+			o.Message = fmt.Sprintf("the call was cancelled while cell %s was being verified; it never ran", m.Name)
+		}
 		return o, nil
 	}
-	k.run(ctx, cell, c, req, o)
+	defer closeAll(files)
+	k.run(ctx, cell, c, files, req, o)
 	return o, nil
 }
 
-// compile derives, once per identity, the seccomp profile and the schema
-// validators.
-func (k *Kernel) compile(cell *Cell) (*compiled, error) {
+// compile returns what is derived from a manifest, computed once per
+// identity. The key is the identity the manifest hashes to, never the one
+// the catalogue claims: a damaged catalogue entry (which the gate refuses)
+// must not leave its profile behind for the genuine cell.
+func (k *Kernel) compile(m *manifest.Manifest) (*compiled, error) {
+	id := m.Identity()
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	if c, ok := k.profiles[cell.Identity]; ok {
+	if c, ok := k.profiles[id]; ok {
 		return c, nil
 	}
-	m := cell.Manifest
+	c, err := k.derive(m)
+	if err != nil {
+		return nil, fmt.Errorf("cell %s: %w", m.Name, err)
+	}
+	if len(k.profiles) >= maxProfiles {
+		clear(k.profiles) // rare: more identities called than any catalogue holds heads
+	}
+	k.profiles[id] = c
+	return c, nil
+}
+
+// maxProfiles bounds the cache of derived profiles (advice runs add
+// identities that are never registered).
+const maxProfiles = 1024
+
+// derive compiles the seccomp profile and the schema validators of a
+// contract.
+func (k *Kernel) derive(m *manifest.Manifest) (*compiled, error) {
 	p, err := k.compileSyscalls(m.Syscalls)
 	if err != nil {
-		return nil, fmt.Errorf("cell %s: seccomp profile: %w", m.Name, err)
+		return nil, fmt.Errorf("seccomp profile: %w", err)
 	}
 	in, err := m.Input.Validator()
 	if err != nil {
-		return nil, fmt.Errorf("cell %s: input schema: %w", m.Name, err)
+		return nil, fmt.Errorf("input schema: %w", err)
 	}
 	out, err := m.Output.Validator()
 	if err != nil {
-		return nil, fmt.Errorf("cell %s: output schema: %w", m.Name, err)
+		return nil, fmt.Errorf("output schema: %w", err)
 	}
-	c := &compiled{profile: p, input: in, output: out}
-	k.profiles[cell.Identity] = c
-	return c, nil
+	return &compiled{profile: p, input: in, output: out}, nil
 }
 
 // unsafeCompile is seccomp.CompileUnsafeForTest in a binary built with the
@@ -325,7 +370,7 @@ func (k *Kernel) compileSyscalls(s manifest.Syscalls) (*seccomp.Profile, error) 
 
 // Syscalls returns the final seccomp allow-list of a cell.
 func (k *Kernel) Syscalls(cell *Cell) ([]string, error) {
-	c, err := k.compile(cell)
+	c, err := k.compile(cell.Manifest)
 	if err != nil {
 		return nil, err
 	}
@@ -336,16 +381,8 @@ func (k *Kernel) Syscalls(cell *Cell) ([]string, error) {
 // profile, the schemas), so that registration refuses a manifest the kernel
 // could not run, with the reason.
 func (k *Kernel) Check(m *manifest.Manifest) error {
-	if _, err := k.compileSyscalls(m.Syscalls); err != nil {
-		return err
-	}
-	if _, err := m.Input.Validator(); err != nil {
-		return fmt.Errorf("input: %w", err)
-	}
-	if _, err := m.Output.Validator(); err != nil {
-		return fmt.Errorf("output: %w", err)
-	}
-	return nil
+	_, err := k.derive(m)
+	return err
 }
 
 // Init is the sandbox init hook of every binary that runs cells (tccd's

@@ -5,7 +5,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 	"sync"
@@ -23,7 +25,8 @@ import (
 
 const (
 	// pollEvery is how often a running cell's monitor counters are read;
-	// a deviation is acted on within about this long.
+	// a deviation is acted on within about this long (and, for a cell that
+	// exits first, after its exit, before any verdict).
 	pollEvery = 10 * time.Millisecond
 	// scoreEvery is how often the full histograms are read and scored.
 	scoreEvery = 100 * time.Millisecond
@@ -31,7 +34,20 @@ const (
 	maxProgressLine = 4096
 	// maxProgress bounds the reports forwarded per call.
 	maxProgress = 1000
+	// progressQueue bounds the reports waiting for a slow Progress
+	// callback; past it they are dropped.
+	progressQueue = 16
+	// progressDrain bounds the wait, after the wipe, for the last reports
+	// still in the pipe; progressDeliver, for the callback to take the
+	// ones queued (a healthy one takes microseconds).
+	progressDrain   = time.Second
+	progressDeliver = 200 * time.Millisecond
 )
+
+// killGrace bounds the wait for a cell the kernel killed to be reaped: one
+// stuck in the kernel must not hold its call (and its slot) for ever. A
+// variable so that tests can shorten it.
+var killGrace = 10 * time.Second
 
 // stopReason is why the kernel killed a cell, if it did.
 type stopReason int
@@ -45,7 +61,8 @@ const (
 )
 
 // run prepares, launches, watches and wipes one call's sandbox, filling o.
-func (k *Kernel) run(ctx context.Context, cell *Cell, c *compiled, req Request, o *outcome.Outcome) {
+// files are the store files the gate hashed, open, by manifest path.
+func (k *Kernel) run(ctx context.Context, cell *Cell, c *compiled, files map[string]*os.File, req Request, o *outcome.Outcome) {
 	m := cell.Manifest
 	fail := func(what string, err error) {
 		o.Verdict = outcome.Internal
@@ -60,12 +77,18 @@ func (k *Kernel) run(ctx context.Context, cell *Cell, c *compiled, req Request, 
 		fail("progress pipe", err)
 		return
 	}
-	defer pr.Close()
+	progress := forwardProgress(pr, req.Progress)
+	defer progress.stop()
 
 	created := time.Now()
-	sb, err := k.sandboxes.Prepare(ctx, k.spec(cell, c, req, stdout, stderr, pw))
+	sb, err := k.sandboxes.Prepare(ctx, k.spec(cell, c, files, req, stdout, stderr, pw))
 	pw.Close() // the cell holds its own copy
 	if err != nil {
+		// What Prepare had made is gone; its clean-up was checked.
+		var se *sandbox.Error
+		if errors.As(err, &se) && se.Wipe != nil {
+			o.Wipe = wipeOf(*se.Wipe)
+		}
 		if ctx.Err() != nil {
 			// The caller went away (or the daemon is stopping) while the
 			// sandbox was being made: nothing ran, nothing failed.
@@ -76,41 +99,27 @@ func (k *Kernel) run(ctx context.Context, cell *Cell, c *compiled, req Request, 
 		return
 	}
 	prepared := time.Now()
-	progressDone := make(chan struct{})
-	go func() {
-		defer close(progressDone)
-		readProgress(pr, req.Progress)
-	}()
 
-	var (
-		watch *monitor.Watch
-		base  *monitor.Baseline
-		final monitor.Counters
-	)
+	var watch *monitor.Watch
 	defer func() {
-		rep := sb.Destroy()
-		o.Wipe = outcome.Wipe{Clean: rep.Clean(), Leftovers: rep.Remaining, Elapsed: outcome.Duration(rep.Duration)}
-		if rep.Err != nil {
-			o.Wipe.Leftovers = append(o.Wipe.Leftovers, "wipe error: "+rep.Err.Error())
-		}
+		o.Wipe = wipeOf(sb.Destroy())
 		if watch != nil {
+			// Closed already unless the call failed before the cell exited;
+			// Close removes the cell's BPF map entries and checks that none
+			// is left.
 			if _, err := watch.Close(); err != nil {
 				o.Wipe.Clean = false
 				o.Wipe.Leftovers = append(o.Wipe.Leftovers, "monitor: "+err.Error())
-			}
-			if res, err := k.monitor.Residue(sb.CgroupID()); err != nil || len(res) > 0 {
-				o.Wipe.Clean = false
-				o.Wipe.Leftovers = append(o.Wipe.Leftovers, res...)
 			}
 		}
 		if !o.Wipe.Clean {
 			k.log.Error("sandbox not wiped clean", "cell", m.Name, "trace_id", req.TraceID, "leftovers", o.Wipe.Leftovers)
 		}
 		// The whole life of the sandbox, create to wiped, for benchmarks.
-		k.log.Debug("sandbox timing", "cell", m.Name, "trace_id", req.TraceID, "prepare", prepared.Sub(created), "run", time.Duration(o.Duration), "wipe", rep.Duration, "total", time.Since(created))
-		<-progressDone
+		k.log.Debug("sandbox timing", "cell", m.Name, "trace_id", req.TraceID, "prepare", prepared.Sub(created), "run", time.Duration(o.Duration), "wipe", time.Duration(o.Wipe.Elapsed), "total", time.Since(created))
 	}()
 
+	var base *monitor.Baseline
 	if k.monitor != nil {
 		base = req.Baseline
 		if base == nil {
@@ -127,42 +136,49 @@ func (k *Kernel) run(ctx context.Context, cell *Cell, c *compiled, req Request, 
 		}
 	}
 
+	if ctx.Err() != nil {
+		o.Verdict, o.Message = outcome.Cancelled, fmt.Sprintf("the call was cancelled before cell %s started; it never ran", m.Name)
+		return
+	}
 	if err := sb.Launch(); err != nil {
 		fail("launch", err)
 		return
 	}
 	start := time.Now()
 	r := &running{k: k, sb: sb, watch: watch, base: base, cell: cell}
-	exit, werr := r.wait(ctx, m.Limits.Wall.Std(), stdout.over)
+	waitCtx, stopWaiting := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopWaiting()
+	exit, werr := r.wait(ctx, r.exited(waitCtx), m.Limits.Wall.Std(), stdout.over)
 	o.Duration = outcome.Duration(time.Since(start))
 	if werr != nil {
 		fail("wait", werr)
 		return
 	}
-	if st, err := sb.Stats(); err == nil {
-		o.CPU = outcome.Duration(st.CPUTime)
-		o.PeakMemory = int64(st.MemoryPeak)
-		r.stats = st
-	} else {
-		k.log.Warn("cannot read cell stats", "cell", m.Name, "err", err)
+	st, serr := sb.Stats()
+	if serr != nil {
+		k.log.Warn("cannot read cell stats", "cell", m.Name, "trace_id", req.TraceID, "err", serr)
 	}
+	o.CPU, o.PeakMemory = outcome.Duration(st.CPUTime), int64(st.MemoryPeak)
+	var final monitor.Counters
 	if watch != nil {
-		if final, err = watch.Close(); err != nil {
-			k.log.Warn("monitor close", "cell", m.Name, "err", err)
-		}
-		final.CPU, final.PeakMemory = r.stats.CPUTime, r.stats.MemoryPeak
+		// Init was reaped, and its pid namespace with it: the cell's
+		// processes are gone and the counters are final.
+		var ferr error
+		final, ferr = watch.Close()
+		final.CPU, final.PeakMemory = st.CPUTime, st.MemoryPeak
+		r.afterExit(final, ferr)
 	}
 	o.ExitCode = exit.Code
 	if exit.Signal != 0 {
 		o.Signal = unix.SignalName(exit.Signal)
 	}
 	o.Stderr = stderr.String()
-	k.classify(o, m, c, r, exit, stdout, final)
+	classify(o, m, c.output, r, exit, st, serr, stdout)
 	o.Monitor = r.report(final)
 	if watch != nil && req.Observe != nil {
 		// The worse of what was seen while it ran and at the end: a run
 		// that deviated mid-way must not teach a baseline.
-		d := r.score(final)
+		d := r.final
 		if r.deviation != nil && r.deviation.Score > d.Score {
 			d = *r.deviation
 		}
@@ -170,12 +186,21 @@ func (k *Kernel) run(ctx context.Context, cell *Cell, c *compiled, req Request, 
 	}
 }
 
+// wipeOf records a sandbox's wipe report in an outcome.
+func wipeOf(rep sandbox.WipeReport) outcome.Wipe {
+	w := outcome.Wipe{Clean: rep.Clean(), Leftovers: rep.Remaining, Elapsed: outcome.Duration(rep.Duration)}
+	if rep.Err != nil {
+		w.Leftovers = append(w.Leftovers, "wipe error: "+rep.Err.Error())
+	}
+	return w
+}
+
 // spec turns the contract into a sandbox specification.
-func (k *Kernel) spec(cell *Cell, c *compiled, req Request, stdout *capWriter, stderr *tailWriter, progress *os.File) sandbox.Spec {
+func (k *Kernel) spec(cell *Cell, c *compiled, files map[string]*os.File, req Request, stdout *capWriter, stderr *tailWriter, progress *os.File) sandbox.Spec {
 	m := cell.Manifest
-	files := make([]sandbox.File, 0, len(m.Files))
-	for p, d := range m.Files {
-		files = append(files, sandbox.File{Path: p, Source: k.cfg.Catalog.ObjectPath(d), Exec: p == m.Entrypoint})
+	sf := make([]sandbox.File, 0, len(files))
+	for p, f := range files {
+		sf = append(sf, sandbox.File{Path: p, Source: f, Exec: p == m.Entrypoint})
 	}
 	var tmp int64
 	if m.Filesystem.Tmp {
@@ -187,7 +212,7 @@ func (k *Kernel) spec(cell *Cell, c *compiled, req Request, stdout *capWriter, s
 	}
 	return sandbox.Spec{
 		ID:         req.TraceID,
-		Files:      files,
+		Files:      sf,
 		Entrypoint: m.Entrypoint,
 		Args:       m.Args,
 		Env:        []string{"PATH=/cell"},
@@ -206,40 +231,61 @@ func (k *Kernel) spec(cell *Cell, c *compiled, req Request, stdout *capWriter, s
 	}
 }
 
+// cellSandbox is what waiting for a launched cell needs of its sandbox
+// (*sandbox.Sandbox; an interface so that the wait can be tested alone).
+type cellSandbox interface {
+	Wait(context.Context) (sandbox.Exit, error)
+	Kill() error
+	SetCPU(cores float64) error
+}
+
 // running is a launched cell being waited for.
 type running struct {
 	k     *Kernel
-	sb    *sandbox.Sandbox
-	watch *monitor.Watch
+	sb    cellSandbox
+	watch *monitor.Watch // nil without the monitor
 	base  *monitor.Baseline
 	cell  *Cell
-	stats sandbox.Stats
 
 	stopped     stopReason
-	scoredNovel uint64             // Counters.NovelPairs at the last score
-	deviation   *monitor.Deviation // the first deviation seen while running
-	action      string             // what the policy did about it
+	scoredNovel uint64                // Counters.NovelPairs at the last score
+	seccompKill bool                  // seccomp killed a task of the cell
+	kills       []monitor.SeccompKill // which syscalls, as far as known
+	deviation   *monitor.Deviation    // what the policy acted on (the first deviation, or why it halted)
+	action      string                // what the policy did about it
+	final       monitor.Deviation     // the score of the final counters
 }
 
-// wait waits for the cell to exit, killing it at the deadline, on output
-// overflow, when the caller goes away, or when the monitor's policy says
-// halt.
-func (r *running) wait(ctx context.Context, wall time.Duration, overflow <-chan struct{}) (sandbox.Exit, error) {
-	type result struct {
-		exit sandbox.Exit
-		err  error
-	}
-	done := make(chan result, 1)
+// exitResult is how the wait for the cell ended.
+type exitResult struct {
+	exit sandbox.Exit
+	err  error
+}
+
+// exited waits for the cell in a goroutine of its own, until ctx ends.
+func (r *running) exited(ctx context.Context) <-chan exitResult {
+	done := make(chan exitResult, 1)
 	go func() {
-		e, err := r.sb.Wait(context.Background())
-		done <- result{e, err}
+		e, err := r.sb.Wait(ctx)
+		done <- exitResult{e, err}
 	}()
+	return done
+}
+
+// wait waits for the cell to exit (done), killing it at the deadline, on
+// output overflow, when ctx ends (the caller went away), or when the
+// monitor's policy says halt. A cell that exits by itself at the same
+// moment as a deadline, cancel or overflow keeps its own ending: done is
+// looked at first (a halt stands: it is a judgement of what the cell did).
+// A killed cell not reaped within killGrace is an error.
+func (r *running) wait(ctx context.Context, done <-chan exitResult, wall time.Duration, overflow <-chan struct{}) (sandbox.Exit, error) {
 	deadline := time.NewTimer(wall)
 	defer deadline.Stop()
 	var (
 		tick      <-chan time.Time
 		notify    <-chan struct{}
 		lastScore time.Time
+		grace     <-chan time.Time
 	)
 	if r.watch != nil {
 		t := time.NewTicker(pollEvery)
@@ -247,17 +293,40 @@ func (r *running) wait(ctx context.Context, wall time.Duration, overflow <-chan 
 		tick, notify = t.C, r.watch.Notify()
 	}
 	cancelled := ctx.Done()
+	var (
+		res      exitResult
+		finished bool
+	)
 	stop := func(why stopReason) {
+		select {
+		case res = <-done:
+			finished = true
+		default:
+		}
+		if finished && why != stopHalt {
+			return
+		}
 		if r.stopped == notStopped {
 			r.stopped = why
 		}
-		_ = r.sb.Kill()
+		if finished {
+			return
+		}
+		if err := r.sb.Kill(); err != nil {
+			r.k.log.Warn("kill cell", "cell", r.cell.Manifest.Name, "err", err)
+		}
 		deadline.Stop()
 		tick, notify, overflow, cancelled = nil, nil, nil, nil
+		grace = time.After(killGrace)
 	}
-	for {
+	for !finished {
 		select {
-		case res := <-done:
+		case res = <-done:
+			return res.exit, res.err
+		default:
+		}
+		select {
+		case res = <-done:
 			return res.exit, res.err
 		case <-deadline.C:
 			stop(stopTimeout)
@@ -278,13 +347,16 @@ func (r *running) wait(ctx context.Context, wall time.Duration, overflow <-chan 
 			if r.check(full) {
 				stop(stopHalt)
 			}
+		case <-grace:
+			return sandbox.Exit{}, fmt.Errorf("the cell was not reaped within %v of being killed", killGrace)
 		}
 	}
+	return res.exit, res.err
 }
 
 // check reads the monitor's counters of the running cell and applies the
-// manifest's policy. It reports whether the cell must be halted. Lost
-// events halt whatever the policy: the monitor fails closed.
+// manifest's policy. It reports whether the cell must be halted. It fails
+// closed: a read error or lost events halt whatever the policy.
 func (r *running) check(full bool) (halt bool) {
 	var (
 		c   monitor.Counters
@@ -296,7 +368,7 @@ func (r *running) check(full bool) (halt bool) {
 		c, err = r.watch.Poll()
 	}
 	if err != nil {
-		r.note(monitor.Deviation{Score: 1, Reasons: []string{"monitor could not read the cell's counters: " + err.Error()}}, "halted (fail closed)")
+		r.halt(monitor.Deviation{Score: 1, Reasons: []string{"the monitor could not read the cell's counters: " + err.Error()}}, "halted (fail closed)")
 		return true
 	}
 	if c.Kills > 0 {
@@ -304,10 +376,11 @@ func (r *running) check(full bool) (halt bool) {
 		// contract is broken: stop the whole cell, so that it cannot go
 		// on (nor keep the monitor from judging it) by sacrificing a
 		// child to the filter. classify calls it a violation.
+		r.seccompKill, r.kills = true, c.SeccompKills
 		return true
 	}
 	if c.Lost() {
-		r.note(monitor.Score(c, nil), "halted (fail closed: the monitor lost events)")
+		r.halt(monitor.Score(c, nil), "halted (fail closed: the monitor lost events)")
 		return true
 	}
 	// Between full scores, only a novel pair the last score did not see
@@ -318,7 +391,8 @@ func (r *running) check(full bool) (halt bool) {
 	r.scoredNovel = c.NovelPairs
 	if !full {
 		if c, err = r.watch.Snapshot(); err != nil {
-			return false
+			r.halt(monitor.Deviation{Score: 1, Reasons: []string{"the monitor could not read the cell's counters: " + err.Error()}}, "halted (fail closed)")
+			return true
 		}
 	}
 	d := r.score(c)
@@ -327,21 +401,49 @@ func (r *running) check(full bool) (halt bool) {
 	}
 	switch r.cell.Manifest.Monitor.Policy {
 	case manifest.PolicyHalt:
-		r.note(d, "halted")
+		r.halt(d, "halted")
 		return true
 	case manifest.PolicyThrottle:
 		if r.action == "" {
-			cores := float64(r.cell.Manifest.Limits.CPU) / 10
-			if err := r.sb.SetCPU(max(cores, 0.01)); err != nil {
+			cores := max(float64(r.cell.Manifest.Limits.CPU)/10, 0.01)
+			if err := r.sb.SetCPU(cores); err != nil {
 				r.note(d, "throttle failed: "+err.Error())
 			} else {
-				r.note(d, fmt.Sprintf("throttled to %.2g cores", max(cores, 0.01)))
+				r.note(d, fmt.Sprintf("throttled to %.2g cores", cores))
 			}
 		}
 	default:
 		r.note(d, "logged")
 	}
 	return false
+}
+
+// afterExit applies the policy to the final counters, read once the cell
+// is gone (err: that read failed). A deviation or lost events that the
+// polls did not see in time, because the cell exited first, must still
+// decide the call: under them the verdict is halted and the result
+// withheld, exactly as if a poll had caught them. A failed read halts too.
+func (r *running) afterExit(final monitor.Counters, err error) {
+	r.final = r.score(final)
+	if final.Kills > 0 {
+		r.seccompKill, r.kills = true, final.SeccompKills
+	}
+	if r.stopped != notStopped {
+		return // the kernel stopped it already, for a reason of its own
+	}
+	switch {
+	case err != nil:
+		r.halt(monitor.Deviation{Score: 1, Reasons: []string{"the monitor could not read the cell's final counters: " + err.Error()}}, "halted after exit (fail closed)")
+	case final.Kills > 0:
+		// A violation; classify says so.
+	case final.Lost():
+		r.halt(r.final, "halted after exit (fail closed: the monitor lost events)")
+	case r.cell.Manifest.Monitor.Policy == manifest.PolicyHalt && r.final.Score >= r.cell.Manifest.Monitor.Threshold:
+		r.halt(r.final, "halted after exit")
+	default:
+		return
+	}
+	r.stopped = stopHalt
 }
 
 // score judges counters against the baseline and what the contract
@@ -367,10 +469,16 @@ var runtimeSyscalls = sync.OnceValue(func() map[uint32]bool {
 	return m
 })
 
+// note records the first deviation seen while the cell runs on.
 func (r *running) note(d monitor.Deviation, action string) {
 	if r.deviation == nil {
 		r.deviation, r.action = &d, action
 	}
+}
+
+// halt records why the monitor stops the cell; it replaces what was noted.
+func (r *running) halt(d monitor.Deviation, action string) {
+	r.deviation, r.action = &d, action
 }
 
 // monitorReport is what a call records of its behaviour.
@@ -394,51 +502,68 @@ func (r *running) report(final monitor.Counters) json.RawMessage {
 			rep.Deviation, rep.Action = r.deviation, r.action
 			// A cell that was not halted ran on: its whole run says more
 			// than the moment the deviation was first seen.
-			if d := r.score(final); r.stopped != stopHalt && d.Score > r.deviation.Score {
-				rep.Deviation = &d
+			if r.stopped != stopHalt && r.final.Score > r.deviation.Score {
+				rep.Deviation = &r.final
 			}
-		} else if d := r.score(final); d.Deviant() {
-			rep.Deviation, rep.Action = &d, "logged after exit"
+		} else if r.final.Deviant() {
+			rep.Deviation, rep.Action = &r.final, "logged after exit"
 		}
 	}
 	b, _ := json.Marshal(rep)
 	return b
 }
 
-// classify turns how the cell ended into a verdict and a message.
-func (k *Kernel) classify(o *outcome.Outcome, m *manifest.Manifest, c *compiled, r *running, exit sandbox.Exit, stdout *capWriter, final monitor.Counters) {
+// classify turns how the cell ended into a verdict and a message: st are
+// its cgroup's counters (serr: they could not be read), stdout what it
+// wrote there.
+func classify(o *outcome.Outcome, m *manifest.Manifest, output *manifest.Validator, r *running, exit sandbox.Exit, st sandbox.Stats, serr error, stdout *capWriter) {
 	name := m.Name
 	set := func(v outcome.Verdict, format string, args ...any) {
 		o.Verdict, o.Message = v, fmt.Sprintf(format, args...)
 	}
 	switch {
-	case exit.Signal == syscall.SIGSYS || final.Kills > 0:
+	case exit.Signal == syscall.SIGSYS || r.seccompKill:
 		// The cell itself, or any process of it, was killed by seccomp.
 		v := &outcome.SyscallViolation{Nr: -1}
-		if len(final.SeccompKills) > 0 {
-			v.Nr, v.Syscall = int(final.SeccompKills[0].Nr), final.SeccompKills[0].Name
+		if len(r.kills) > 0 {
+			v.Nr, v.Syscall = int(r.kills[0].Nr), r.kills[0].Name
 		}
 		o.Violation = v
-		if v.Syscall != "" {
+		switch {
+		case v.Syscall != "":
 			set(outcome.Violation, "cell %s was stopped: it used the undeclared syscall %s", name, v.Syscall)
-		} else {
-			set(outcome.Violation, "cell %s was stopped: it used an undeclared syscall (which one is unknown: %s)", name, k.whyNoSyscall())
+		case r.watch == nil:
+			_, why := r.k.MonitorStatus()
+			set(outcome.Violation, "cell %s was stopped: it used an undeclared syscall (which one is unknown: the behaviour monitor is unavailable: %s)", name, why)
+		default:
+			set(outcome.Violation, "cell %s was stopped: it used an undeclared syscall (which one is unknown: the monitor saw no seccomp kill)", name)
 		}
 	case r.stopped == stopHalt:
-		reasons := "it deviated from its baseline"
+		action, reasons := r.action, "it deviated from its baseline"
+		if action == "" {
+			action = "halted"
+		}
 		if r.deviation != nil && len(r.deviation.Reasons) > 0 {
 			reasons = strings.Join(r.deviation.Reasons, "; ")
 		}
-		set(outcome.Halted, "cell %s was halted by the behaviour monitor (%s): %s", name, r.action, reasons)
+		set(outcome.Halted, "cell %s was %s by the behaviour monitor: %s", name, action, reasons)
 	case r.stopped == stopCancel:
 		set(outcome.Cancelled, "the call was cancelled; cell %s was killed", name)
 	case r.stopped == stopTimeout:
 		set(outcome.Timeout, "cell %s was killed at its wall-clock deadline (limits.wall %s)", name, m.Limits.Wall)
 	case r.stopped == stopOutput:
 		set(outcome.OutputTooLarge, "cell %s wrote more than limits.output (%s) to stdout and was killed", name, m.Limits.Output)
-	case r.stats.OOMKills > 0:
+	case stdout.Full():
+		// It passed the cap and exited before the kernel could kill it: its
+		// output is cut, never a result.
+		set(outcome.OutputTooLarge, "cell %s wrote more than limits.output (%s) to stdout", name, m.Limits.Output)
+	case serr != nil:
+		// Without the cgroup's counters an OOM or pids-limit kill cannot
+		// be told from a crash, nor a child's OOM kill from success.
+		set(outcome.Internal, "cell %s ended (%s) but its resource counters could not be read, so the verdict is unknown: %v", name, exit, serr)
+	case st.OOMKills > 0:
 		set(outcome.OOM, "cell %s was killed at its memory limit (limits.memory %s)", name, m.Limits.Memory)
-	case r.stats.PidsLimitHits > 0 && (exit.Code != 0 || exit.Signal != 0):
+	case st.PidsLimitHits > 0 && (exit.Code != 0 || exit.Signal != 0):
 		set(outcome.PidsLimit, "cell %s hit its process limit (limits.pids %d) and failed", name, m.Limits.Pids)
 	case exit.Signal != 0:
 		set(outcome.Crashed, "cell %s was killed by %s", name, unix.SignalName(exit.Signal))
@@ -451,8 +576,7 @@ func (k *Kernel) classify(o *outcome.Outcome, m *manifest.Manifest, c *compiled,
 	default:
 		res, err := parseResult(stdout.Bytes())
 		if err == nil {
-			err = c.output.Validate(res)
-			if err != nil {
+			if err = output.Validate(res); err != nil {
 				err = fmt.Errorf("does not match the output schema: %w", err)
 			}
 		}
@@ -461,17 +585,10 @@ func (k *Kernel) classify(o *outcome.Outcome, m *manifest.Manifest, c *compiled,
 			return
 		}
 		o.Verdict, o.Result = outcome.OK, res
+		if r.deviation != nil {
+			o.Message = fmt.Sprintf("cell %s deviated from its baseline (%s)", name, r.action)
+		}
 	}
-	if r.deviation != nil && r.stopped != stopHalt && o.Verdict == outcome.OK {
-		o.Message = fmt.Sprintf("cell %s deviated from its baseline (%s)", name, r.action)
-	}
-}
-
-func (k *Kernel) whyNoSyscall() string {
-	if ok, why := k.MonitorStatus(); !ok {
-		return "the behaviour monitor is unavailable: " + why
-	}
-	return "the monitor saw no seccomp kill"
 }
 
 // parseResult checks that stdout is exactly one JSON object.
@@ -519,27 +636,92 @@ func lastLine(s string) string {
 	return s
 }
 
-// readProgress forwards the cell's fd 3 lines until EOF.
-func readProgress(r *os.File, emit func(Progress)) {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 0, 512), maxProgressLine)
+// progressForwarder hands the cell's fd-3 reports to a callback that may
+// be slow or stuck (an MCP client that stopped reading its stream): reports
+// wait in a small queue and are dropped when it is full, and nothing ever
+// waits for the callback, so it cannot hold the call or its slot.
+type progressForwarder struct {
+	r         *os.File
+	read      chan struct{} // closed once the reader has seen EOF
+	delivered chan struct{} // closed once the queue is delivered (or abandoned)
+	done      chan struct{} // closed by stop: deliver nothing more
+}
+
+// forwardProgress starts reading r (the cell's fd 3) and forwarding to
+// emit (nil: read and drop).
+func forwardProgress(r *os.File, emit func(Progress)) *progressForwarder {
+	f := &progressForwarder{r: r, read: make(chan struct{}), delivered: make(chan struct{}), done: make(chan struct{})}
+	queue := make(chan Progress, progressQueue)
+	go func() {
+		defer close(f.read)
+		defer close(queue)
+		var send func(Progress)
+		if emit != nil {
+			send = func(p Progress) {
+				select {
+				case queue <- p:
+				default: // the callback is behind: drop
+				}
+			}
+		}
+		readProgress(r, send)
+	}()
+	go func() {
+		defer close(f.delivered)
+		for p := range queue {
+			select {
+			case <-f.done:
+				return
+			default:
+			}
+			emit(p)
+		}
+	}()
+	return f
+}
+
+// stop waits, boundedly, for the reports still in the pipe and for the
+// callback to take those queued, then makes sure no more are delivered and
+// closes r. A stuck callback costs the call progressDeliver, no more.
+func (f *progressForwarder) stop() {
+	select {
+	case <-f.read:
+	case <-time.After(progressDrain):
+		// A writer is still alive (the wipe was not clean): stop reading.
+	}
+	select {
+	case <-f.delivered:
+	case <-time.After(progressDeliver):
+	}
+	close(f.done)
+	f.r.Close() // an os.Pipe end: this also ends a Read in progress
+	<-f.read
+}
+
+// readProgress reads lines until EOF and passes each JSON report to emit
+// (nil: reads and drops). A line longer than maxProgressLine is skipped to
+// its end, never parsed in pieces.
+func readProgress(r io.Reader, emit func(Progress)) {
+	br := bufio.NewReaderSize(r, maxProgressLine)
+	long := false // inside a line too long to keep
 	n := 0
 	for {
-		if !sc.Scan() {
-			if sc.Err() == bufio.ErrTooLong {
-				// Skip the long line and go on.
-				sc = bufio.NewScanner(r)
-				sc.Buffer(make([]byte, 0, 512), maxProgressLine)
-				continue
-			}
-			return
-		}
-		var p Progress
-		if emit == nil || n >= maxProgress || json.Unmarshal(sc.Bytes(), &p) != nil {
+		line, err := br.ReadSlice('\n')
+		if err == bufio.ErrBufferFull {
+			long = true
 			continue
 		}
-		n++
-		emit(p)
+		if long {
+			long, line = false, nil // its tail
+		}
+		var p Progress
+		if len(line) > 0 && emit != nil && n < maxProgress && json.Unmarshal(line, &p) == nil {
+			n++
+			emit(p)
+		}
+		if err != nil {
+			return
+		}
 	}
 }
 
@@ -575,7 +757,18 @@ func (w *capWriter) Bytes() []byte {
 	return bytes.Clone(w.buf.Bytes())
 }
 
-// tailWriter keeps the last limit bytes written.
+// Full reports whether more than the limit was written.
+func (w *capWriter) Full() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.full
+}
+
+// tailWriter keeps the last limit bytes written. It appends to a buffer of
+// at most twice the limit and moves the tail to its front only when that
+// is full, so each byte written is copied a bounded number of times
+// however small the writes (shifting the whole buffer on every write
+// would cost up to limits.stderr per pipe read).
 type tailWriter struct {
 	mu    sync.Mutex
 	buf   []byte
@@ -583,20 +776,25 @@ type tailWriter struct {
 }
 
 func (w *tailWriter) Write(p []byte) (int, error) {
+	n := len(p)
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.limit <= 0 {
-		return len(p), nil
+		return n, nil
+	}
+	if len(p) > w.limit {
+		p = p[len(p)-w.limit:]
+	}
+	if len(w.buf)+len(p) > 2*w.limit {
+		keep := min(len(w.buf), w.limit-len(p)) // of the old tail, what is still needed
+		w.buf = append(w.buf[:0], w.buf[len(w.buf)-keep:]...)
 	}
 	w.buf = append(w.buf, p...)
-	if over := len(w.buf) - w.limit; over > 0 {
-		w.buf = append(w.buf[:0], w.buf[over:]...)
-	}
-	return len(p), nil
+	return n, nil
 }
 
 func (w *tailWriter) String() string {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return string(w.buf)
+	return string(w.buf[max(0, len(w.buf)-w.limit):])
 }

@@ -23,7 +23,7 @@ func BenchmarkAppend(b *testing.B) {
 			for range writers {
 				wg.Go(func() {
 					for next.Add(1) <= int64(b.N) {
-						ev := &Event{Type: TypeCallEnd, TraceID: NewTraceID(), Tenant: "bench", Cell: "wc",
+						ev := &Event{Type: "test.append", TraceID: NewTraceID(), Tenant: "bench", Cell: "wc",
 							Caller: "uid:1000", Identity: ident("x"), Verdict: "ok",
 							Usage: &Usage{WallNS: 1e6, CPUNS: 5e5, PeakMemoryBytes: 1 << 20}}
 						if _, err := l.Append(ctx, ev); err != nil {

@@ -32,7 +32,13 @@ type CellRecord struct {
 // rec.RegisteredNS are assigned. ev carries the request's context (trace,
 // caller, tenant, message); its type, cell, identity and parent are set
 // here. Tenant defaults to rec.Tenant.
-func (l *Ledger) Register(ctx context.Context, rec CellRecord, parent manifest.Identity, ev Event) (*Event, error) {
+//
+// muts run after the catalogue checks passed, in the same batch, under the
+// rules of Append's Mutations (keys under PrefixExternal only; they may add
+// attrs but not change the event's type, cell, identity or parent): state
+// that belongs with the registration, such as the cell's probation
+// baseline, is then present exactly when the registration is.
+func (l *Ledger) Register(ctx context.Context, rec CellRecord, parent manifest.Identity, ev Event, muts ...Mutation) (*Event, error) {
 	if err := validIdentity(rec.Identity); err != nil {
 		return nil, fmt.Errorf("register: %w", err)
 	}
@@ -50,7 +56,7 @@ func (l *Ledger) Register(ctx context.Context, rec CellRecord, parent manifest.I
 	}
 	rec.Parent = parent
 	id, name := rec.Identity, rec.Name
-	return l.submitInternal(ctx, "register "+string(id), &ev, func(tx *Txn) error {
+	return l.submitInternal(ctx, "register "+string(id), &ev, muts, func(tx *Txn) error {
 		if seq, err := revokedAt(tx, id); err == nil {
 			return fmt.Errorf("cell %q %s: %w at seq %d; a revoked identity can never be registered again", name, id, ErrRevoked, seq)
 		} else if !errors.Is(err, ErrNotFound) {
@@ -102,7 +108,7 @@ func (l *Ledger) Rollback(ctx context.Context, name string, to manifest.Identity
 		return nil, fmt.Errorf("rollback %q: %w", name, err)
 	}
 	ev.Type, ev.Cell, ev.Identity, ev.Parent = TypeCellRollback, name, to, ""
-	return l.submitInternal(ctx, fmt.Sprintf("rollback %q to %s", name, to), &ev, func(tx *Txn) error {
+	return l.submitInternal(ctx, fmt.Sprintf("rollback %q to %s", name, to), &ev, nil, func(tx *Txn) error {
 		rec, err := getRecord(tx, to)
 		if errors.Is(err, ErrNotFound) {
 			return fmt.Errorf("%w: no cell %s is registered", ErrNotFound, to)
@@ -150,7 +156,7 @@ func (l *Ledger) Revoke(ctx context.Context, id manifest.Identity, ev Event) (*E
 		return nil, fmt.Errorf("revoke: %w", err)
 	}
 	ev.Type, ev.Identity, ev.Parent = TypeCellRevoke, id, ""
-	return l.submitInternal(ctx, "revoke "+string(id), &ev, func(tx *Txn) error {
+	return l.submitInternal(ctx, "revoke "+string(id), &ev, nil, func(tx *Txn) error {
 		rec, err := getRecord(tx, id)
 		if errors.Is(err, ErrNotFound) {
 			return fmt.Errorf("%w: no cell %s is registered", ErrNotFound, id)
@@ -205,11 +211,13 @@ func (l *Ledger) Revoke(ctx context.Context, id manifest.Identity, ev Event) (*E
 
 const attrNewHead = "new_head"
 
-func (l *Ledger) submitInternal(ctx context.Context, op string, ev *Event, mut Mutation) (*Event, error) {
+// submitInternal appends a catalogue event: cat runs with access to the
+// ledger's own keys, then muts as Append's Mutations.
+func (l *Ledger) submitInternal(ctx context.Context, op string, ev *Event, muts []Mutation, cat Mutation) (*Event, error) {
 	if err := validateEvent(ev); err != nil {
 		return nil, fmt.Errorf("%s: %w", op, err)
 	}
-	res, err := l.submit(ctx, &request{ev: cloneEvent(ev), muts: []Mutation{mut}, internal: true})
+	res, err := l.submit(ctx, &request{ev: cloneEvent(ev), muts: muts, cat: cat})
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", op, err)
 	}
@@ -406,6 +414,7 @@ func (l *Ledger) Lineage(name string) ([]LineageEntry, error) {
 		return nil, ErrClosed
 	}
 	defer l.release()
+	cp := l.latest.Load()
 	snap := l.db.NewSnapshot()
 	defer snap.Close()
 	g := dbGetter{snap}
@@ -416,7 +425,7 @@ func (l *Ledger) Lineage(name string) ([]LineageEntry, error) {
 	var regs, moves []LineageEntry
 	err = scan(snap, linPrefix(name), func(_, v []byte) error {
 		rec, err := getRecord(g, manifest.Identity(v))
-		if err != nil {
+		if err != nil || rec.Seq >= cp.size { // newer than the view (see Ledger.latest)
 			return err
 		}
 		_, rerr := revokedAt(g, rec.Identity)
@@ -430,16 +439,16 @@ func (l *Ledger) Lineage(name string) ([]LineageEntry, error) {
 	if err == nil {
 		err = scan(snap, movePrefix(name), func(k, _ []byte) error {
 			seq, err := u64(k[len(k)-8:])
-			if err != nil {
+			if err != nil || seq >= cp.size {
 				return err
 			}
 			raw, err := getCopy(snap, eventKey(seq))
 			if err != nil {
 				return fmt.Errorf("event %d: %w", seq, err)
 			}
-			ev, err := DecodeEvent(raw)
+			ev, _, err := l.leaf(snap, cp, seq, raw)
 			if err != nil {
-				return fmt.Errorf("%w: event %d: %v", ErrCorrupt, seq, err)
+				return err
 			}
 			m := LineageEntry{Seq: seq, TimeNS: ev.TimeNS, Identity: ev.Identity}
 			switch ev.Type {

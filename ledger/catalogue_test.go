@@ -319,3 +319,84 @@ func TestCatalogueAppendRefused(t *testing.T) {
 		}
 	}
 }
+
+// TestCatalogueGroup queues catalogue changes that race for one name so
+// that the committer takes them as one group: each is checked against the
+// changes before it in the batch, and a Register's Mutations are written
+// exactly when the registration is.
+func TestCatalogueGroup(t *testing.T) {
+	gate := &committerGate{}
+	l := openTest(t, Options{testBeforeGroup: gate.hook})
+	ctx := context.Background()
+	v1, v2, v3, v4, v5 := ident("g1"), ident("g2"), ident("g3"), ident("g4"), ident("g5")
+	if _, err := l.Register(ctx, record("wc", v1), "", Event{}); err != nil {
+		t.Fatal(err)
+	}
+	keep := func(id manifest.Identity) Mutation {
+		return func(tx *Txn) error { return tx.Set([]byte("x/b/"+string(id)), []byte("baseline")) }
+	}
+	steps := []struct {
+		name    string
+		op      func() (*Event, error)
+		wantErr error
+	}{
+		{"register v2 on v1", func() (*Event, error) { return l.Register(ctx, record("wc", v2), v1, Event{}, keep(v2)) }, nil},
+		{"register v3 on v1, now stale", func() (*Event, error) { return l.Register(ctx, record("wc", v3), v1, Event{}, keep(v3)) }, ErrLineage},
+		{"register v2 again", func() (*Event, error) { return l.Register(ctx, record("wc", v2), v1, Event{}) }, ErrExists},
+		{"roll back to v1", func() (*Event, error) { return l.Rollback(ctx, "wc", v1, Event{}) }, nil},
+		{"revoke v1, the head", func() (*Event, error) { return l.Revoke(ctx, v1, Event{}) }, nil},
+		{"roll back to revoked v1", func() (*Event, error) { return l.Rollback(ctx, "wc", v1, Event{}) }, ErrRevoked},
+		{"register v4 with no head", func() (*Event, error) { return l.Register(ctx, record("wc", v4), "", Event{}) }, nil},
+		{"roll forward to v2", func() (*Event, error) { return l.Rollback(ctx, "wc", v2, Event{}) }, nil},
+		{"mutation writes a ledger key", func() (*Event, error) {
+			return l.Register(ctx, record("wc", v5), v2, Event{}, func(tx *Txn) error { return tx.Set([]byte("head/wc"), []byte(v5)) })
+		}, ErrInvalid},
+		{"mutation changes the identity", func() (*Event, error) {
+			return l.Register(ctx, record("wc", v5), v2, Event{}, func(tx *Txn) error { tx.Event().Identity = v1; return nil })
+		}, ErrInvalid},
+		{"mutation changes the type", func() (*Event, error) {
+			return l.Register(ctx, record("wc", v5), v2, Event{}, func(tx *Txn) error { tx.Event().Type = "call.begin"; return nil })
+		}, ErrInvalid},
+	}
+	gate.arm()
+	l.signal()
+	<-gate.blocked
+	errs := make([]chan error, len(steps))
+	for i, s := range steps {
+		errs[i] = make(chan error, 1)
+		go func() { _, err := s.op(); errs[i] <- err }()
+		waitQueue(t, l, i+1)
+	}
+	close(gate.release)
+	for i, s := range steps {
+		if err := <-errs[i]; s.wantErr == nil && err != nil || s.wantErr != nil && !errors.Is(err, s.wantErr) {
+			t.Errorf("%s: got %v, want %v", s.name, err, s.wantErr)
+		}
+	}
+	if head, err := l.Head("wc"); err != nil || head.Identity != v2 {
+		t.Errorf("head = %+v, %v; want v2", head, err)
+	}
+	if _, err := l.Cell(string(v5)); !errors.Is(err, ErrNotFound) {
+		t.Errorf("v5, refused: %v, want not registered", err)
+	}
+	if v, err := l.Get([]byte("x/b/" + string(v2))); err != nil || string(v) != "baseline" {
+		t.Errorf("v2's mutation: %q, %v", v, err)
+	}
+	if _, err := l.Get([]byte("x/b/" + string(v3))); !errors.Is(err, ErrNotFound) {
+		t.Errorf("the refused v3's mutation was written: %v", err)
+	}
+	lin, err := l.Lineage("wc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kinds []string
+	for _, e := range lin {
+		kinds = append(kinds, string(e.Kind))
+	}
+	if got, want := strings.Join(kinds, " "), "register register rollback revoke register rollback"; got != want {
+		t.Errorf("lineage %s, want %s", got, want)
+	}
+	if lin[3].To != "" || lin[5].From != v4 || lin[5].To != v2 {
+		t.Errorf("head moves: revoke to %q, roll forward %q → %q", lin[3].To, lin[5].From, lin[5].To)
+	}
+}

@@ -5,14 +5,12 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/cockroachdb/pebble/v2"
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 )
 
-// signCheckpoint signs the tree of the given size and adds it to b under
-// c/<size>.
-func (l *Ledger) signCheckpoint(b *pebble.Batch, size uint64, hr tlog.HashReader) (*storedCheckpoint, error) {
+// signCheckpoint signs the tree of the given size.
+func (l *Ledger) signCheckpoint(size uint64, hr tlog.HashReader) (*storedCheckpoint, error) {
 	th, err := tlog.TreeHash(int64(size), hr)
 	if err != nil {
 		return nil, fmt.Errorf("tree hash at %d: %w", size, err)
@@ -22,16 +20,22 @@ func (l *Ledger) signCheckpoint(b *pebble.Batch, size uint64, hr tlog.HashReader
 	if err != nil {
 		return nil, fmt.Errorf("sign checkpoint: %w", err)
 	}
-	if err := b.Set(cpKey(size), signed, nil); err != nil {
-		return nil, err
-	}
 	return &storedCheckpoint{size: size, hash: th, signed: signed}, nil
 }
 
-// Checkpoint returns a signed checkpoint covering every event appended
-// before the call, signing and storing a new one unless the latest already
-// does. Concurrent calls share one signature and one sync.
+// Checkpoint returns the signed checkpoint covering every event appended
+// before the call and keeps it (CheckpointAt finds it later), which costs
+// a write and a sync only the first time for a given size. Concurrent
+// calls share them.
 func (l *Ledger) Checkpoint(ctx context.Context) ([]byte, error) {
+	cp, err := l.checkpoint(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return bytes.Clone(cp.signed), nil
+}
+
+func (l *Ledger) checkpoint(ctx context.Context) (*storedCheckpoint, error) {
 	res, err := l.submit(ctx, &request{cp: true})
 	if err != nil {
 		return nil, fmt.Errorf("checkpoint: %w", err)
@@ -39,19 +43,22 @@ func (l *Ledger) Checkpoint(ctx context.Context) ([]byte, error) {
 	return res.cp, nil
 }
 
-// LatestCheckpoint returns the newest signed checkpoint. One always exists
-// after Open, covering at least every event durable at that time.
+// LatestCheckpoint returns the signed checkpoint of the whole durable log
+// (every committed group signs one).
 func (l *Ledger) LatestCheckpoint() []byte {
 	return bytes.Clone(l.latest.Load().signed)
 }
 
-// CheckpointAt returns the signed checkpoint stored for a tree of exactly
-// size events, or ErrNotFound.
+// CheckpointAt returns the checkpoint kept for a tree of exactly size
+// events (by Checkpoint, or the latest), or ErrNotFound.
 func (l *Ledger) CheckpointAt(size uint64) ([]byte, error) {
 	if !l.acquire() {
 		return nil, ErrClosed
 	}
 	defer l.release()
+	if cp := l.latest.Load(); cp.size == size {
+		return bytes.Clone(cp.signed), nil
+	}
 	v, err := getCopy(l.db, cpKey(size))
 	if err != nil {
 		return nil, fmt.Errorf("checkpoint at size %d: %w", size, err)

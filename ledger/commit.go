@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"slices"
 	"sync/atomic"
-	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"golang.org/x/mod/sumdb/tlog"
@@ -24,7 +23,7 @@ import (
 type Mutation func(tx *Txn) error
 
 // Txn is what a Mutation reads and writes through. Mutations passed to
-// Append may only touch keys under PrefixExternal.
+// Append and Register may only touch keys under PrefixExternal.
 type Txn struct {
 	b        *pebble.Batch
 	ev       *Event
@@ -38,8 +37,9 @@ type pendingWrite struct {
 }
 
 // Event is the event being appended: Seq and TimeNS are already assigned.
-// A Mutation may fill in other fields (what it found, what it decided);
-// Seq is restored afterwards.
+// A Mutation may fill in other fields (what it found, what it decided) but
+// not change its type (nor, for a registration, its cell, identity or
+// parent); Seq is restored afterwards.
 func (t *Txn) Event() *Event { return t.ev }
 
 func (t *Txn) check(op string, key []byte) error {
@@ -170,12 +170,12 @@ const (
 )
 
 type request struct {
-	ev       *Event // owned by the committer once queued
-	muts     []Mutation
-	internal bool
-	cp       bool // a Checkpoint call: no event
-	state    atomic.Int32
-	done     chan result // buffered: the committer never blocks on it
+	ev    *Event // owned by the committer once queued
+	muts  []Mutation
+	cat   Mutation // Register, Rollback, Revoke: runs first, may touch the catalogue
+	cp    bool     // a Checkpoint call: no event
+	state atomic.Int32
+	done  chan result // buffered: the committer never blocks on it
 
 	// Committer-only.
 	res      result
@@ -189,7 +189,7 @@ func (r *request) answer(res result) {
 
 type result struct {
 	ev  *Event
-	cp  []byte
+	cp  *storedCheckpoint
 	err error
 }
 
@@ -260,18 +260,10 @@ func (l *Ledger) signal() {
 
 // commitLoop is the single committer. It takes everything queued (up to
 // maxGroup) as one group, so appends that arrive during a sync share the
-// next one.
+// next one. It returns once Close has begun and the queue is empty.
 func (l *Ledger) commitLoop() {
 	defer close(l.stopped)
-	var timer *time.Timer
-	var due <-chan time.Time
-	for {
-		force := false
-		select {
-		case <-l.wake:
-		case <-due:
-			due, force = nil, true
-		}
+	for range l.wake {
 		for {
 			if l.hook != nil {
 				l.hook()
@@ -280,38 +272,25 @@ func (l *Ledger) commitLoop() {
 			n := min(len(l.queue), l.maxGroup)
 			group := slices.Clone(l.queue[:n])
 			l.queue = slices.Delete(l.queue, 0, n)
-			closing, broken := l.closing, l.broken != nil
+			closing := l.closing
 			l.mu.Unlock()
-			if n == 0 && !force {
+			if n == 0 {
 				if closing {
-					if !broken && l.latest.Load().size < l.Size() {
-						l.commitGroup(nil, true)
-					}
-					if timer != nil {
-						timer.Stop()
-					}
 					return
 				}
 				break
 			}
-			l.commitGroup(group, force)
-			force = false
-		}
-		if due == nil && l.interval > 0 && l.latest.Load().size < l.Size() {
-			d := time.Until(l.lastCP.Add(l.interval))
-			if timer == nil {
-				timer = time.NewTimer(d)
-			} else {
-				timer.Reset(d)
-			}
-			due = timer.C
+			l.commitGroup(group)
 		}
 	}
 }
 
 // commitGroup applies the group's appends in order to one indexed batch,
-// adds a checkpoint when one is due, syncs once and acknowledges everyone.
-func (l *Ledger) commitGroup(group []*request, forceCP bool) {
+// signs the checkpoint of the grown tree into the same batch, syncs once
+// and acknowledges everyone. So every durable event is covered by a stored
+// signature from the moment it is durable, and Open can refuse a log that
+// is longer than its newest signed checkpoint.
+func (l *Ledger) commitGroup(group []*request) {
 	l.mu.Lock()
 	broken := l.broken
 	l.mu.Unlock()
@@ -327,7 +306,7 @@ func (l *Ledger) commitGroup(group []*request, forceCP bool) {
 	size := start
 	hr := &hashReader{pending: map[int64]tlog.Hash{}, frontier: l.frontier, r: b}
 	var acks []*request
-	wantCP := forceCP || l.interval < 0
+	keep := false // a Checkpoint call: keep the checkpoint under c/
 
 	// fail answers everyone in the group not yet answered. Nothing of the
 	// batch reached the store (it commits whole or not at all), but pebble
@@ -349,7 +328,7 @@ func (l *Ledger) commitGroup(group []*request, forceCP bool) {
 			continue
 		}
 		if r.cp {
-			wantCP = true
+			keep = true
 			acks = append(acks, r)
 			continue
 		}
@@ -358,8 +337,8 @@ func (l *Ledger) commitGroup(group []*request, forceCP bool) {
 		if ev.TimeNS == 0 {
 			ev.TimeNS = l.now().UnixNano()
 		}
-		tx := &Txn{b: b, ev: ev, internal: r.internal}
-		data, hashes, err := l.prepare(tx, r.muts, size, hr)
+		tx := &Txn{b: b, ev: ev}
+		data, hashes, err := l.prepare(tx, r, size, hr)
 		if err == nil {
 			err = checkRef(b, ev, size)
 		}
@@ -398,17 +377,11 @@ func (l *Ledger) commitGroup(group []*request, forceCP bool) {
 		acks = append(acks, r)
 	}
 
-	now := time.Now() // the checkpoint clock is real time, whatever Options.Now says
 	latest := l.latest.Load()
-	signCP := size > latest.size && (wantCP || (l.interval > 0 && now.Sub(l.lastCP) >= l.interval))
-	if size > start || signCP {
-		if size > start {
-			if err := b.Set(keySize, seqKey(nil, size), nil); err != nil {
-				fail(err)
-				return
-			}
-		}
-		frontier := make(map[int64]tlog.Hash)
+	var frontier map[int64]tlog.Hash
+	write := size > start
+	if write {
+		frontier = make(map[int64]tlog.Hash)
 		for _, i := range frontierIndexes(size) {
 			h, err := hr.one(i)
 			if err != nil {
@@ -417,43 +390,70 @@ func (l *Ledger) commitGroup(group []*request, forceCP bool) {
 			}
 			frontier[i] = h
 		}
-		if signCP {
-			cp, err := l.signCheckpoint(b, size, hr)
-			if err != nil {
+		cp, err := l.signCheckpoint(size, hr)
+		if err != nil {
+			fail(err)
+			return
+		}
+		latest = cp
+		if err := errors.Join(b.Set(keySize, seqKey(nil, size), nil), b.Set(keyCheckpoint, cp.signed, nil)); err != nil {
+			fail(err)
+			return
+		}
+	}
+	if keep {
+		if _, err := getCopy(b, cpKey(latest.size)); errors.Is(err, ErrNotFound) {
+			if err := b.Set(cpKey(latest.size), latest.signed, nil); err != nil {
 				fail(err)
 				return
 			}
-			latest = cp
+			write = true
+		} else if err != nil {
+			fail(err)
+			return
 		}
+	}
+	if write {
 		if err := b.Commit(pebble.Sync); err != nil {
 			fail(err)
 			return
 		}
+	}
+	if size > start {
 		l.frontier = frontier
+		l.latest.Store(latest) // before size: see Ledger.latest
 		l.size.Store(size)
-		if size > start {
-			l.grew()
-		}
-		if signCP {
-			l.latest.Store(latest)
-			l.lastCP = now
-		}
+		l.grew()
 	}
 	for _, r := range acks {
 		if r.cp {
-			r.res = result{cp: bytes.Clone(latest.signed)}
+			r.res = result{cp: latest}
 		}
 		r.answer(r.res)
 	}
 }
 
 // prepare runs the mutations and computes the leaf and the new stored
-// hashes; it writes nothing.
-func (l *Ledger) prepare(tx *Txn, muts []Mutation, seq uint64, hr *hashReader) ([]byte, []tlog.Hash, error) {
-	if err := runMutations(tx, muts); err != nil {
+// hashes; it writes nothing but tx's pending writes.
+func (l *Ledger) prepare(tx *Txn, r *request, seq uint64, hr *hashReader) ([]byte, []tlog.Hash, error) {
+	ev := tx.ev
+	if r.cat != nil {
+		tx.internal = true
+		err := runMutations(tx, []Mutation{r.cat})
+		tx.internal = false
+		if err != nil {
+			return nil, nil, err
+		}
+	}
+	// What Append checked, or the catalogue decided, stays: a Mutation must
+	// not turn an event into a cell.* one, or a registration into another.
+	typ, cell, id, parent := ev.Type, ev.Cell, ev.Identity, ev.Parent
+	if err := runMutations(tx, r.muts); err != nil {
 		return nil, nil, err
 	}
-	ev := tx.ev
+	if ev.Type != typ || r.cat != nil && (ev.Cell != cell || ev.Identity != id || ev.Parent != parent) {
+		return nil, nil, fmt.Errorf("%w: a mutation changed the %s event's type, cell, identity or parent", ErrInvalid, typ)
+	}
 	ev.Seq = seq
 	if err := validateEvent(ev); err != nil {
 		return nil, nil, err

@@ -7,9 +7,14 @@
 // of an event are a leaf of an RFC 6962 Merkle tree (golang.org/x/mod/sumdb/tlog),
 // and the tree is summarised by C2SP checkpoints signed with a note key, so
 // anyone holding the verifier key can check inclusion and consistency
-// offline. The event format, the proof and export documents and their
-// verifier live in package ledger/audit, which does not link pebble; the
-// ledger writes them (InclusionProof, ConsistencyProof, Export). Calls are
+// offline. Every committed group signs the checkpoint of its tree in its
+// own batch; Open refuses a store its newest signed checkpoint does not
+// cover exactly, and every event read is proven against the signed root,
+// so the ledger never vouches for a history it did not write.
+//
+// The event format, the proof and export documents and their verifier
+// live in package ledger/audit, which does not link pebble; the ledger
+// writes them (InclusionProof, ConsistencyProof, Export). Calls are
 // indexed while open, so a crash's unfinished calls can be closed
 // (OpenCalls). Package ledger/blobs keeps call inputs for replay.
 //
@@ -21,7 +26,8 @@
 //
 // The package must never: serve or parse network requests, log (errors are
 // returned; pebble's own messages go to Options.Logger), interpret manifests
-// beyond the identity and name it is given, or rewrite or delete an event,
-// a cell record or an object once written. The design is in
+// beyond the identity and name it is given, rewrite or delete an event,
+// a cell record or an object once written (a damaged object is replaced by
+// an intact copy), or sign a tree it has not checked. The design is in
 // docs/notes/003-ledger.md.
 package ledger

@@ -18,9 +18,13 @@ var (
 	// ErrBroken means a commit failed; the ledger refuses further writes
 	// until the daemon restarts and pebble recovers from its WAL.
 	ErrBroken = errors.New("ledger is broken after a failed commit")
-	// ErrCorrupt means stored state contradicts itself (a tree hash that
-	// does not match its checkpoint, a missing event below the size).
+	// ErrCorrupt means stored state contradicts itself or its signed
+	// checkpoint (an event or tree hash the checkpoint does not vouch for,
+	// a missing event below the size, a log longer than its checkpoint).
 	ErrCorrupt = errors.New("ledger state is corrupt")
+	// ErrKeyMismatch means the stored checkpoints do not verify with the
+	// checkpoint key the ledger was opened with.
+	ErrKeyMismatch = errors.New("checkpoint key does not verify the stored checkpoints")
 	// ErrInvalid marks a malformed argument: an event, a name, an identity.
 	ErrInvalid = errors.New("invalid argument")
 	// ErrNotFound: no such event, cell, name, checkpoint or key.

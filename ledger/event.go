@@ -88,8 +88,11 @@ func validateEvent(e *Event) error {
 	if len(e.Monitor) > 0 && !json.Valid(e.Monitor) {
 		return fmt.Errorf("%w: event monitor field is not valid JSON", ErrInvalid)
 	}
-	if e.Type == TypeCallBegin && e.Ref != nil {
+	switch {
+	case e.Type == TypeCallBegin && e.Ref != nil:
 		return fmt.Errorf("%w: a call.begin refers to no earlier event", ErrInvalid)
+	case (e.Type == TypeCallEnd || e.Type == TypeCallAborted || e.Type == TypeCallReplay) && e.Ref == nil:
+		return fmt.Errorf("%w: a %s event must name its call.begin in ref", ErrInvalid, e.Type)
 	}
 	return nil
 }

@@ -20,35 +20,39 @@ type ExportOptions struct {
 }
 
 // Export writes a tcc-audit/v1 export (package audit) of the events in
-// the range: it signs a checkpoint covering everything appended so far,
+// the range: it takes the checkpoint covering everything appended so far,
 // then writes each event with its inclusion proof in that checkpoint, and
 // a trailer signed with the checkpoint key over every line. It returns the
-// number of events written. On error the trailer is missing, so the
-// partial output never verifies.
+// number of events written. Every event of the range is read and proven
+// before it is written, also for a tenant export (which keeps those of the
+// tenant), so that the ledger never signs a trailer over an event, or
+// without an event, that its signed tree does not vouch for: a store
+// altered outside tccd fails with ErrCorrupt. On error the trailer is
+// missing, so the partial output never verifies.
 func (l *Ledger) Export(ctx context.Context, w io.Writer, opts ExportOptions) (int, error) {
-	signed, err := l.Checkpoint(ctx)
+	cp, err := l.checkpoint(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("export: %w", err)
 	}
-	cp, err := l.parseOwn(signed)
-	if err != nil {
-		return 0, fmt.Errorf("export: %w", err)
+	if !l.acquire() {
+		return 0, ErrClosed
 	}
+	defer l.release()
 	to := opts.To
-	if to == 0 || to > cp.Size {
-		to = cp.Size
+	if to == 0 || to > cp.size {
+		to = cp.size
 	}
 	from := min(opts.From, to)
 	bw := bufio.NewWriterSize(w, 64<<10)
 	ew, err := audit.NewWriter(bw, l.signer, audit.Header{
-		Origin: l.origin, TreeSize: cp.Size, From: from, To: to, Tenant: opts.Tenant,
-		ExportedNS: time.Now().UnixNano(), Checkpoint: string(signed),
+		Origin: l.origin, TreeSize: cp.size, From: from, To: to, Tenant: opts.Tenant,
+		ExportedNS: time.Now().UnixNano(), Checkpoint: string(cp.signed),
 	})
 	if err != nil {
 		return 0, err
 	}
 	n := 0
-	for e, err := range l.Events(from, to, Filter{Tenant: opts.Tenant}) {
+	for e, err := range l.proven(cp, from, to, Filter{Tenant: opts.Tenant}, false) {
 		if err != nil {
 			return n, fmt.Errorf("export: %w", err)
 		}
@@ -57,11 +61,7 @@ func (l *Ledger) Export(ctx context.Context, w io.Writer, opts ExportOptions) (i
 				return n, fmt.Errorf("export: %w", err)
 			}
 		}
-		proof, err := l.ProveInclusion(e.Event.Seq, cp.Size)
-		if err != nil {
-			return n, fmt.Errorf("export: %w", err)
-		}
-		if err := ew.Event(e.Raw, e.Event.Seq, proof); err != nil {
+		if err := ew.Event(e.Raw, e.Event.Seq, e.proof); err != nil {
 			return n, err
 		}
 		n++
@@ -76,41 +76,33 @@ func (l *Ledger) Export(ctx context.Context, w io.Writer, opts ExportOptions) (i
 }
 
 // InclusionProof returns the self-contained proof (tcc-proof/v1) that
-// event seq is in the log, against the latest checkpoint; it signs a new
-// checkpoint first if the latest does not cover seq yet.
+// event seq is in the log, against the latest checkpoint.
 func (l *Ledger) InclusionProof(ctx context.Context, seq uint64) (*audit.InclusionProof, error) {
-	if seq >= l.Size() {
-		return nil, fmt.Errorf("prove event %d: %w (log size %d)", seq, ErrNotFound, l.Size())
+	if !l.acquire() {
+		return nil, ErrClosed
 	}
-	cur := l.latest.Load()
-	signed := cur.signed
-	if seq >= cur.size {
-		var err error
-		if signed, err = l.Checkpoint(ctx); err != nil {
-			return nil, fmt.Errorf("prove event %d: %w", seq, err)
-		}
+	defer l.release()
+	cp := l.latest.Load()
+	if seq >= cp.size {
+		return nil, fmt.Errorf("prove event %d: %w (log size %d)", seq, ErrNotFound, cp.size)
 	}
-	cp, err := l.parseOwn(signed)
+	raw, err := getCopy(l.db, eventKey(seq))
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("prove event %d: %w", seq, err)
 	}
-	_, raw, err := l.Event(seq)
+	_, proof, err := l.leaf(l.db, cp, seq, raw)
 	if err != nil {
-		return nil, err
-	}
-	proof, err := l.ProveInclusion(seq, cp.Size)
-	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("prove event %d: %w", seq, err)
 	}
 	return &audit.InclusionProof{
-		Format: audit.FormatProof, Seq: seq, TreeSize: cp.Size,
-		Event: raw, Proof: audit.Hashes(proof), Checkpoint: string(signed),
+		Format: audit.FormatProof, Seq: seq, TreeSize: cp.size,
+		Event: raw, Proof: audit.Hashes(proof), Checkpoint: string(cp.signed),
 	}, nil
 }
 
 // ConsistencyProof returns the proof (tcc-consistency/v1) that the latest
-// checkpoint's tree extends the tree of oldSize, with the stored
-// checkpoint of oldSize when there is one.
+// checkpoint's tree extends the tree of oldSize, with the checkpoint kept
+// for oldSize when there is one.
 func (l *Ledger) ConsistencyProof(oldSize uint64) (*audit.ConsistencyProof, error) {
 	latest := l.latest.Load()
 	if oldSize == 0 || oldSize > latest.size {
@@ -128,13 +120,4 @@ func (l *Ledger) ConsistencyProof(oldSize uint64) (*audit.ConsistencyProof, erro
 		p.OldCheckpoint = string(old)
 	}
 	return p, nil
-}
-
-// parseOwn parses one of the ledger's own signed checkpoints.
-func (l *Ledger) parseOwn(signed []byte) (Checkpoint, error) {
-	text, err := noteText(signed)
-	if err != nil {
-		return Checkpoint{}, err
-	}
-	return ParseCheckpoint(text)
 }

@@ -36,18 +36,20 @@ func testSigner(t testing.TB) note.Signer {
 	return s
 }
 
-func testVerifiers(t testing.TB) note.Verifiers {
+func testVerifier(t testing.TB) note.Verifier {
 	t.Helper()
 	_, vkey := testKey()
 	v, err := note.NewVerifier(vkey)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return note.VerifierList(v)
+	return v
 }
 
+func testVerifiers(t testing.TB) note.Verifiers { return note.VerifierList(testVerifier(t)) }
+
 func testOptions(t testing.TB, dir string) Options {
-	return Options{Dir: dir, Signer: testSigner(t), Origin: testOrigin}
+	return Options{Dir: dir, Signer: testSigner(t), Verifier: testVerifier(t), Origin: testOrigin}
 }
 
 func openTest(t testing.TB, opts Options) *Ledger {
@@ -56,7 +58,7 @@ func openTest(t testing.TB, opts Options) *Ledger {
 		opts.Dir = t.TempDir()
 	}
 	if opts.Signer == nil {
-		opts.Signer = testSigner(t)
+		opts.Signer, opts.Verifier = testSigner(t), testVerifier(t)
 	}
 	l, err := Open(context.Background(), opts)
 	if err != nil {

@@ -13,9 +13,10 @@ import (
 // that byte order is numeric order.
 //
 //	meta/size                 number of events (uint64)
+//	meta/checkpoint           signed checkpoint of the tree of meta/size events
 //	e/<seq>                   event bytes = Merkle leaf
 //	h/<index>                 tlog stored hash (32 bytes)
-//	c/<size>                  signed checkpoint of the tree of that size
+//	c/<size>                  a checkpoint kept: the tree of that size (Checkpoint)
 //	t/<tenant>\x00<seq>       empty; events of a tenant
 //	cell/<identity>           CellRecord (JSON)
 //	l/<name>/<seq>            identity registered by event seq
@@ -26,18 +27,19 @@ import (
 //	end/<seq>                 seq of the call.end or call.aborted that closed call.begin seq
 //	x/...                     free for Mutations of other packages
 var (
-	keySize = []byte("meta/size")
-	pEvent  = []byte("e/")
-	pHash   = []byte("h/")
-	pCP     = []byte("c/")
-	pTenant = []byte("t/")
-	pCell   = []byte("cell/")
-	pLin    = []byte("l/")
-	pMove   = []byte("r/")
-	pHead   = []byte("head/")
-	pRev    = []byte("rev/")
-	pOpen   = []byte("o/")
-	pEnd    = []byte("end/")
+	keySize       = []byte("meta/size")
+	keyCheckpoint = []byte("meta/checkpoint")
+	pEvent        = []byte("e/")
+	pHash         = []byte("h/")
+	pCP           = []byte("c/")
+	pTenant       = []byte("t/")
+	pCell         = []byte("cell/")
+	pLin          = []byte("l/")
+	pMove         = []byte("r/")
+	pHead         = []byte("head/")
+	pRev          = []byte("rev/")
+	pOpen         = []byte("o/")
+	pEnd          = []byte("end/")
 )
 
 // PrefixExternal is where Mutations of other packages keep their state;

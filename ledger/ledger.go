@@ -27,44 +27,50 @@ type Options struct {
 	// Dir is the state directory; created 0700 if missing. It must belong
 	// to the daemon's user; wider permissions are tightened to 0700.
 	Dir string
-	// Signer signs checkpoints.
-	Signer note.Signer
+	// Signer signs checkpoints and Verifier checks them: Open refuses
+	// stored state that its signed checkpoint does not vouch for, and a
+	// Verifier that does not verify the Signer's signatures.
+	// internal/keys.LoadSignerKey gives both from a key file.
+	Signer   note.Signer
+	Verifier note.Verifier
 	// Origin is the checkpoint origin line, e.g. "tcc.local/ledger". C2SP
 	// wants it equal to the key name; empty means Signer.Name(), anything
 	// else that differs is refused.
 	Origin string
-	// CheckpointInterval is the longest an appended event stays without a
-	// signed checkpoint covering it (default 1s). A negative value signs
-	// one in every committed group.
-	CheckpointInterval time.Duration
 	// MaxGroup bounds the appends committed in one batch (default 1024).
 	MaxGroup int
 	// Logger receives pebble's own messages (flushes, background errors).
 	// Nil discards them.
 	Logger *slog.Logger
-	// Now is the clock for Event.TimeNS; nil means time.Now. The
-	// checkpoint interval always runs on real time.
+	// Now is the clock for Event.TimeNS; nil means time.Now.
 	Now func() time.Time
 
 	// testBeforeGroup, when set, runs in the committer before it takes a
 	// group from the queue (tests use it to build a group deliberately).
 	testBeforeGroup func()
+	// testFS, when set, holds the pebble database (tests simulate power
+	// loss with a crashable in-memory file system).
+	testFS vfs.FS
 }
 
 // Ledger is the open state directory. All methods are safe for concurrent
 // use.
 type Ledger struct {
-	dir      string
-	objects  string
-	db       *pebble.DB
-	dirLock  io.Closer
-	signer   note.Signer
-	origin   string
-	interval time.Duration
-	maxGroup int
-	now      func() time.Time
-	hook     func()
+	dir       string
+	objects   string
+	db        *pebble.DB
+	dirLock   io.Closer
+	signer    note.Signer
+	verifiers note.Verifiers
+	origin    string
+	maxGroup  int
+	now       func() time.Time
+	hook      func()
 
+	// latest is the signed checkpoint of the whole durable log. The
+	// committer stores it after the batch is visible and before size, so a
+	// reader that loads it and then takes a snapshot finds every event it
+	// covers there (and perhaps newer ones, which it ignores).
 	size   atomic.Uint64
 	latest atomic.Pointer[storedCheckpoint]
 
@@ -83,11 +89,12 @@ type Ledger struct {
 	grownMu sync.Mutex
 	grown   chan struct{}
 
-	// Committer-only state.
-	frontier map[int64]tlog.Hash // stored hashes of the complete subtrees of the current tree
-	lastCP   time.Time
+	// Committer-only state: stored hashes of the complete subtrees of the
+	// current tree.
+	frontier map[int64]tlog.Hash
 }
 
+// storedCheckpoint is a checkpoint the ledger signed or verified itself.
 type storedCheckpoint struct {
 	size   uint64
 	hash   tlog.Hash
@@ -95,13 +102,15 @@ type storedCheckpoint struct {
 }
 
 // Open opens or creates the state directory. It fails with ErrLocked when
-// another process holds it.
+// another process holds it, and with ErrCorrupt or ErrKeyMismatch when the
+// stored log is not exactly what its newest signed checkpoint covers: the
+// ledger never signs a tree it has not vouched for since it was appended.
 func Open(ctx context.Context, opts Options) (_ *Ledger, err error) {
 	if opts.Dir == "" {
 		return nil, fmt.Errorf("open ledger: %w: no state directory", ErrInvalid)
 	}
-	if opts.Signer == nil {
-		return nil, fmt.Errorf("open ledger: %w: no checkpoint signer", ErrInvalid)
+	if opts.Signer == nil || opts.Verifier == nil {
+		return nil, fmt.Errorf("open ledger: %w: a checkpoint signer and its verifier are both required", ErrInvalid)
 	}
 	origin := opts.Origin
 	if origin == "" {
@@ -110,27 +119,30 @@ func Open(ctx context.Context, opts Options) (_ *Ledger, err error) {
 	if origin != opts.Signer.Name() {
 		return nil, fmt.Errorf("open ledger: %w: origin %q differs from the checkpoint key name %q; C2SP verifiers expect them equal: generate the key with the origin as its name", ErrInvalid, origin, opts.Signer.Name())
 	}
+	verifiers := note.VerifierList(opts.Verifier)
+	if probe, err := note.Sign(&note.Note{Text: "tcc ledger key check\n"}, opts.Signer); err != nil {
+		return nil, fmt.Errorf("open ledger: checkpoint key: %w", err)
+	} else if _, err := note.Open(probe, verifiers); err != nil {
+		return nil, fmt.Errorf("open ledger: %w: verifier %q does not verify the signatures of checkpoint key %q", ErrInvalid, opts.Verifier.Name(), opts.Signer.Name())
+	}
 	dir, err := filepath.Abs(opts.Dir)
 	if err != nil {
 		return nil, fmt.Errorf("open ledger: %w", err)
 	}
 	l := &Ledger{
-		dir:      dir,
-		objects:  filepath.Join(dir, "objects"),
-		signer:   opts.Signer,
-		origin:   origin,
-		interval: opts.CheckpointInterval,
-		maxGroup: opts.MaxGroup,
-		now:      opts.Now,
-		hook:     opts.testBeforeGroup,
-		wake:     make(chan struct{}, 1),
-		stopped:  make(chan struct{}),
-		grown:    make(chan struct{}),
+		dir:       dir,
+		objects:   filepath.Join(dir, "objects"),
+		signer:    opts.Signer,
+		verifiers: verifiers,
+		origin:    origin,
+		maxGroup:  opts.MaxGroup,
+		now:       opts.Now,
+		hook:      opts.testBeforeGroup,
+		wake:      make(chan struct{}, 1),
+		stopped:   make(chan struct{}),
+		grown:     make(chan struct{}),
 	}
 	l.idle = sync.NewCond(&l.mu)
-	if l.interval == 0 {
-		l.interval = time.Second
-	}
 	if l.maxGroup <= 0 {
 		l.maxGroup = 1024
 	}
@@ -158,12 +170,15 @@ func Open(ctx context.Context, opts Options) (_ *Ledger, err error) {
 		return nil, fmt.Errorf("open ledger: %w", err)
 	}
 	dbDir := filepath.Join(dir, "db")
-	if err := privateDir(dbDir); err != nil {
-		return nil, fmt.Errorf("open ledger: %w", err)
+	if opts.testFS == nil {
+		if err := privateDir(dbDir); err != nil {
+			return nil, fmt.Errorf("open ledger: %w", err)
+		}
 	}
 	l.db, err = pebble.Open(dbDir, &pebble.Options{
 		FormatMajorVersion: pebble.FormatNewest,
 		Logger:             pebbleLogger{opts.Logger},
+		FS:                 opts.testFS,
 	})
 	if err != nil {
 		// Our own lock is held, so a pebble lock failure means something
@@ -177,9 +192,14 @@ func Open(ctx context.Context, opts Options) (_ *Ledger, err error) {
 	return l, nil
 }
 
-// load reads the size, the frontier and the latest checkpoint, checks them
-// against each other and signs a checkpoint for events a crash left
-// uncovered.
+// refuse is what every load error about the stored log tells the operator.
+const refuse = "tccd will not sign over it. Restore the state directory from a backup, or move it away to start a new log (keep it: what its checkpoints cover stays verifiable with the key)"
+
+// load reads the size and the frontier and checks them against the newest
+// signed checkpoint, which must verify with the key and cover exactly the
+// stored log: every committed group stores one in its own batch
+// (keyCheckpoint), so anything else means the store was changed by
+// something other than this ledger. A new, empty store gets its first.
 func (l *Ledger) load(ctx context.Context) error {
 	v, err := getCopy(l.db, keySize)
 	var size uint64
@@ -193,11 +213,11 @@ func (l *Ledger) load(ctx context.Context) error {
 		}
 	}
 	if _, err := getCopy(l.db, eventKey(size)); !errors.Is(err, ErrNotFound) {
-		return fmt.Errorf("%w: an event is stored at seq %d, past the log size %d", ErrCorrupt, size, size)
+		return fmt.Errorf("%w: an event is stored at seq %d, past the log size %d; %s", ErrCorrupt, size, size, refuse)
 	}
 	if size > 0 {
 		if _, err := getCopy(l.db, eventKey(size-1)); err != nil {
-			return fmt.Errorf("%w: last event %d: %v", ErrCorrupt, size-1, err)
+			return fmt.Errorf("%w: last event %d: %v; %s", ErrCorrupt, size-1, err, refuse)
 		}
 	}
 	l.size.Store(size)
@@ -205,63 +225,83 @@ func (l *Ledger) load(ctx context.Context) error {
 	for _, i := range frontierIndexes(size) {
 		h, err := readHash(l.db, i)
 		if err != nil {
-			return err
+			return fmt.Errorf("%w; %s", err, refuse)
 		}
 		l.frontier[i] = h
 	}
 
+	// The newest kept checkpoint; before keyCheckpoint existed it was also
+	// the newest signed one.
+	var kept []byte
+	var keptSize uint64
 	it, err := l.db.NewIter(&pebble.IterOptions{LowerBound: pCP, UpperBound: prefixEnd(pCP)})
 	if err != nil {
 		return err
 	}
 	if it.Last() {
-		cpSize, err := u64(it.Key()[len(pCP):])
-		if err != nil {
-			it.Close()
-			return err
-		}
-		signed := bytes.Clone(it.Value())
-		it.Close()
-		if cpSize > size {
-			return fmt.Errorf("%w: checkpoint for size %d but the log holds %d events", ErrCorrupt, cpSize, size)
-		}
-		text, err := noteText(signed)
-		if err != nil {
-			return fmt.Errorf("%w: checkpoint %d: %v", ErrCorrupt, cpSize, err)
-		}
-		cp, err := ParseCheckpoint(text)
-		if err != nil {
-			return fmt.Errorf("%w: checkpoint %d: %v", ErrCorrupt, cpSize, err)
-		}
-		th, err := tlog.TreeHash(int64(cpSize), l.dbHashes())
-		if err != nil {
-			return fmt.Errorf("%w: tree hash at %d: %v", ErrCorrupt, cpSize, err)
-		}
-		if cp.Size != cpSize || cp.Hash != th || cp.Origin != l.origin {
-			return fmt.Errorf("%w: the stored tree of size %d does not match its signed checkpoint (origin %q)", ErrCorrupt, cpSize, cp.Origin)
-		}
-		l.latest.Store(&storedCheckpoint{size: cpSize, hash: th, signed: signed})
-	} else if err := it.Close(); err != nil {
+		keptSize, err = u64(it.Key()[len(pCP):])
+		kept = bytes.Clone(it.Value())
+	}
+	if cerr := it.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
 		return err
 	}
-	if cur := l.latest.Load(); cur == nil || cur.size < size {
-		b := l.db.NewBatch()
-		defer b.Close()
-		cp, err := l.signCheckpoint(b, size, l.frontierHashes(nil))
+	if kept != nil && keptSize > size {
+		return fmt.Errorf("%w: a checkpoint is kept for %d events but the log holds %d: events were removed; %s", ErrCorrupt, keptSize, size, refuse)
+	}
+	signed, err := getCopy(l.db, keyCheckpoint)
+	switch {
+	case errors.Is(err, ErrNotFound) && kept != nil:
+		signed = kept
+	case errors.Is(err, ErrNotFound) && size == 0:
+		// A new store: vouch for the empty tree.
+		cp, err := l.signCheckpoint(0, l.frontierHashes())
 		if err != nil {
 			return err
 		}
-		if err := b.Commit(pebble.Sync); err != nil {
+		if err := l.db.Set(keyCheckpoint, cp.signed, pebble.Sync); err != nil {
 			return fmt.Errorf("store checkpoint: %w", err)
 		}
 		l.latest.Store(cp)
+		return ctx.Err()
+	case errors.Is(err, ErrNotFound):
+		return fmt.Errorf("%w: the log holds %d events but no signed checkpoint: checkpoints were removed; %s", ErrCorrupt, size, refuse)
+	case err != nil:
+		return err
 	}
-	l.lastCP = time.Now()
+	cp, err := VerifyCheckpoint(signed, l.verifiers)
+	if err != nil {
+		return fmt.Errorf("%w: the newest checkpoint (%v) does not verify with checkpoint key %q: start tccd with the key that signed this ledger (--ledger-key), or, if this is that key, the checkpoint was altered and %s", ErrKeyMismatch, err, l.signer.Name(), refuse)
+	}
+	if cp.Size != size {
+		return fmt.Errorf("%w: the log holds %d events but its newest signed checkpoint covers %d: events were added or checkpoints removed by something other than tccd; %s", ErrCorrupt, size, cp.Size, refuse)
+	}
+	th, err := tlog.TreeHash(int64(size), l.frontierHashes())
+	if err != nil {
+		return fmt.Errorf("%w: tree hash at %d: %v; %s", ErrCorrupt, size, err, refuse)
+	}
+	if th != cp.Hash {
+		return fmt.Errorf("%w: the stored tree of %d events does not match its signed checkpoint: the log was altered; %s", ErrCorrupt, size, refuse)
+	}
+	latest := &storedCheckpoint{size: size, hash: th, signed: signed}
+	if size > 0 {
+		// The newest event is the one a crash or an editor would touch.
+		raw, err := getCopy(l.db, eventKey(size-1))
+		if err == nil {
+			_, err = l.prove(l.db, latest, size-1, raw)
+		}
+		if err != nil {
+			return fmt.Errorf("%w; %s", err, refuse)
+		}
+	}
+	l.latest.Store(latest)
 	return ctx.Err()
 }
 
-// Close commits what is queued, signs a last checkpoint, and closes the
-// database. It waits for running reads and iterators to finish.
+// Close commits what is queued and closes the database. It waits for
+// running reads and iterators to finish.
 func (l *Ledger) Close() error {
 	l.mu.Lock()
 	if l.closing {
@@ -315,30 +355,58 @@ func (l *Ledger) Dir() string { return l.dir }
 // Size is the number of durable events.
 func (l *Ledger) Size() uint64 { return l.size.Load() }
 
-// Event returns the event at seq, decoded and as stored (the Merkle leaf).
+// Event returns the event at seq, decoded and as stored (the Merkle leaf),
+// checked against the signed tree like everything the ledger returns.
 func (l *Ledger) Event(seq uint64) (*Event, []byte, error) {
 	if !l.acquire() {
 		return nil, nil, ErrClosed
 	}
 	defer l.release()
-	if seq >= l.Size() {
-		return nil, nil, fmt.Errorf("event %d: %w (log size %d)", seq, ErrNotFound, l.Size())
+	cp := l.latest.Load()
+	if seq >= cp.size {
+		return nil, nil, fmt.Errorf("event %d: %w (log size %d)", seq, ErrNotFound, cp.size)
 	}
 	raw, err := getCopy(l.db, eventKey(seq))
-	if err != nil {
-		return nil, nil, fmt.Errorf("event %d: %w", seq, err)
+	if err == nil {
+		var ev *Event
+		if ev, _, err = l.leaf(l.db, cp, seq, raw); err == nil {
+			return ev, raw, nil
+		}
 	}
+	return nil, nil, fmt.Errorf("event %d: %w", seq, err)
+}
+
+// prove returns the inclusion proof of raw as leaf seq of cp's tree, read
+// from r, after checking it against cp's root: an event, or a stored hash,
+// that the signed tree does not vouch for is ErrCorrupt.
+func (l *Ledger) prove(r reader, cp *storedCheckpoint, seq uint64, raw []byte) (tlog.RecordProof, error) {
+	p, err := tlog.ProveRecord(int64(cp.size), int64(seq), &hashReader{r: r})
+	if err == nil {
+		err = tlog.CheckRecord(p, int64(cp.size), cp.hash, int64(seq), tlog.RecordHash(raw))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: event %d does not match the signed tree of %d events (%v): the store was altered outside tccd", ErrCorrupt, seq, cp.size, err)
+	}
+	return p, nil
+}
+
+// leaf decodes the stored event raw at seq and proves it in cp's tree.
+func (l *Ledger) leaf(r reader, cp *storedCheckpoint, seq uint64, raw []byte) (*Event, tlog.RecordProof, error) {
 	ev, err := DecodeEvent(raw)
-	if err != nil {
-		return nil, nil, fmt.Errorf("event %d: %w: %v", seq, ErrCorrupt, err)
+	if err == nil && ev.Seq != seq {
+		err = fmt.Errorf("it says seq %d", ev.Seq)
 	}
-	return ev, raw, nil
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: event %d: %v", ErrCorrupt, seq, err)
+	}
+	p, err := l.prove(r, cp, seq, raw)
+	return ev, p, err
 }
 
 // Filter selects events. Empty fields match everything; Types matches any
 // of the listed types.
 type Filter struct {
-	Tenant  string // uses the tenant index: cheap for exports
+	Tenant  string // Events and Last find a tenant's events through an index
 	Cell    string
 	TraceID string
 	Caller  string
@@ -361,7 +429,8 @@ type Entry struct {
 
 // Events yields the events with from <= seq < to that match f, in order,
 // from one consistent snapshot; to is clamped to the size at the start.
-// An error ends the sequence.
+// Every event is checked against the signed tree first. An error ends the
+// sequence.
 func (l *Ledger) Events(from, to uint64, f Filter) iter.Seq2[Entry, error] {
 	return func(yield func(Entry, error) bool) {
 		if !l.acquire() {
@@ -369,54 +438,97 @@ func (l *Ledger) Events(from, to uint64, f Filter) iter.Seq2[Entry, error] {
 			return
 		}
 		defer l.release()
-		to = min(to, l.Size())
+		for e, err := range l.proven(l.latest.Load(), from, to, f, f.Tenant != "") {
+			if !yield(e.Entry, err) || err != nil {
+				return
+			}
+		}
+	}
+}
+
+// provenEntry is an event with its inclusion proof.
+type provenEntry struct {
+	Entry
+	proof tlog.RecordProof
+}
+
+// proven yields the events of [from, min(to, cp.size)) that match f, each
+// proven in cp's tree, from one snapshot. byIndex finds f.Tenant's events
+// through the tenant index, which nothing authenticates: an entry removed
+// from it hides an event. Evidence (exports) therefore reads every event of
+// the range instead, and also checks that none is missing. The caller holds
+// a reader reference.
+func (l *Ledger) proven(cp *storedCheckpoint, from, to uint64, f Filter, byIndex bool) iter.Seq2[provenEntry, error] {
+	return func(yield func(provenEntry, error) bool) {
+		to = min(to, cp.size)
 		if from >= to {
 			return
 		}
 		snap := l.db.NewSnapshot()
 		defer snap.Close()
-		lower, upper, byTenant := eventKey(from), eventKey(to), false
-		if f.Tenant != "" {
-			lower, upper, byTenant = tenantKey(f.Tenant, from), tenantKey(f.Tenant, to), true
+		lower, upper := eventKey(from), eventKey(to)
+		if byIndex {
+			lower, upper = tenantKey(f.Tenant, from), tenantKey(f.Tenant, to)
 		}
 		it, err := snap.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
 		if err != nil {
-			yield(Entry{}, err)
+			yield(provenEntry{}, err)
 			return
 		}
 		defer it.Close()
+		next := from
 		for ok := it.First(); ok; ok = it.Next() {
+			seq, err := u64(it.Key()[len(it.Key())-8:])
 			var raw []byte
-			if byTenant {
-				seq, err := u64(it.Key()[len(it.Key())-8:])
-				if err == nil {
-					raw, err = getCopy(snap, eventKey(seq))
-				}
-				if err != nil {
-					yield(Entry{}, fmt.Errorf("tenant index: %w", err))
-					return
-				}
-			} else {
-				raw = bytes.Clone(it.Value())
+			switch {
+			case err != nil:
+			case byIndex:
+				raw, err = getCopy(snap, eventKey(seq))
+			case seq != next:
+				err = fmt.Errorf("%w: event %d is missing from the store: the log was altered outside tccd", ErrCorrupt, next)
+			default:
+				raw, next = bytes.Clone(it.Value()), seq+1
 			}
-			ev, err := DecodeEvent(raw)
+			var ev *Event
+			if err == nil {
+				if ev, err = DecodeEvent(raw); err != nil {
+					err = fmt.Errorf("%w: event %d: %v", ErrCorrupt, seq, err)
+				}
+			}
+			if err == nil && !f.match(ev) {
+				continue
+			}
+			var p tlog.RecordProof
+			if err == nil {
+				ev, p, err = l.leaf(snap, cp, seq, raw)
+			}
 			if err != nil {
-				yield(Entry{}, fmt.Errorf("%w: %v", ErrCorrupt, err))
+				yield(provenEntry{}, err)
 				return
 			}
-			if f.match(ev) && !yield(Entry{Event: ev, Raw: raw}, nil) {
+			if !yield(provenEntry{Entry{ev, raw}, p}, nil) {
 				return
 			}
 		}
-		if err := it.Error(); err != nil {
-			yield(Entry{}, err)
+		err = it.Error()
+		if err == nil && !byIndex && next != to {
+			err = fmt.Errorf("%w: event %d is missing from the store: the log was altered outside tccd", ErrCorrupt, next)
+		}
+		if err != nil {
+			yield(provenEntry{}, err)
 		}
 	}
 }
 
+// maxLastScan bounds how many stored events (or tenant index entries) one
+// Last call examines, so a filter that matches little cannot make it read
+// the whole log.
+const maxLastScan = 100_000
+
 // Last returns the last n events that match f, oldest first, reading the
 // log backwards from one snapshot (through the tenant index when f names a
-// tenant).
+// tenant) and looking at no more than maxLastScan of them. Each is checked
+// against the signed tree.
 func (l *Ledger) Last(n int, f Filter) ([]Entry, error) {
 	if !l.acquire() {
 		return nil, ErrClosed
@@ -425,12 +537,12 @@ func (l *Ledger) Last(n int, f Filter) ([]Entry, error) {
 	if n <= 0 {
 		return nil, nil
 	}
-	size := l.Size()
+	cp := l.latest.Load()
 	snap := l.db.NewSnapshot()
 	defer snap.Close()
-	lower, upper := eventKey(0), eventKey(size)
+	lower, upper := eventKey(0), eventKey(cp.size)
 	if f.Tenant != "" {
-		lower, upper = tenantKey(f.Tenant, 0), tenantKey(f.Tenant, size)
+		lower, upper = tenantKey(f.Tenant, 0), tenantKey(f.Tenant, cp.size)
 	}
 	it, err := snap.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
 	if err != nil {
@@ -438,24 +550,32 @@ func (l *Ledger) Last(n int, f Filter) ([]Entry, error) {
 	}
 	defer it.Close()
 	var out []Entry
-	for ok := it.Last(); ok && len(out) < n; ok = it.Prev() {
-		raw := bytes.Clone(it.Value())
-		if f.Tenant != "" {
-			seq, err := u64(it.Key()[len(it.Key())-8:])
-			if err == nil {
-				raw, err = getCopy(snap, eventKey(seq))
-			}
-			if err != nil {
-				return nil, fmt.Errorf("tenant index: %w", err)
-			}
+	scanned := 0
+	for ok := it.Last(); ok && len(out) < n && scanned < maxLastScan; ok = it.Prev() {
+		scanned++
+		seq, err := u64(it.Key()[len(it.Key())-8:])
+		var raw []byte
+		switch {
+		case err != nil:
+		case f.Tenant != "":
+			raw, err = getCopy(snap, eventKey(seq))
+		default:
+			raw = bytes.Clone(it.Value())
 		}
-		ev, err := DecodeEvent(raw)
+		var ev *Event
+		if err == nil {
+			ev, err = DecodeEvent(raw)
+		}
 		if err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrCorrupt, err)
+			return nil, fmt.Errorf("%w: event %d: %v", ErrCorrupt, seq, err)
 		}
-		if f.match(ev) {
-			out = append(out, Entry{Event: ev, Raw: raw})
+		if !f.match(ev) {
+			continue
 		}
+		if ev, _, err = l.leaf(snap, cp, seq, raw); err != nil {
+			return nil, err
+		}
+		out = append(out, Entry{Event: ev, Raw: raw})
 	}
 	if err := it.Error(); err != nil {
 		return nil, err
@@ -501,21 +621,25 @@ func (l *Ledger) OpenCalls() ([]*Event, error) {
 		return nil, ErrClosed
 	}
 	defer l.release()
-	var seqs []uint64
-	if err := scan(l.db, pOpen, func(k, _ []byte) error {
+	cp := l.latest.Load() // before the snapshot: see Ledger.latest
+	snap := l.db.NewSnapshot()
+	defer snap.Close()
+	var out []*Event
+	err := scan(snap, pOpen, func(k, _ []byte) error {
 		seq, err := u64(k[len(pOpen):])
-		seqs = append(seqs, seq)
-		return err
-	}); err != nil {
-		return nil, fmt.Errorf("open calls: %w", err)
-	}
-	out := make([]*Event, 0, len(seqs))
-	for _, seq := range seqs {
-		ev, _, err := l.Event(seq)
-		if err != nil {
-			return nil, fmt.Errorf("open calls: %w", err)
+		if err != nil || seq >= cp.size {
+			return err
 		}
+		raw, err := getCopy(snap, eventKey(seq))
+		if err != nil {
+			return fmt.Errorf("event %d: %w", seq, err)
+		}
+		ev, _, err := l.leaf(snap, cp, seq, raw)
 		out = append(out, ev)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("open calls: %w", err)
 	}
 	return out, nil
 }

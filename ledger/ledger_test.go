@@ -77,10 +77,19 @@ func TestAppendValidation(t *testing.T) {
 		{"bad monitor", &Event{Type: "x", Monitor: json.RawMessage("{")}},
 		{"nul tenant", &Event{Type: "x", Tenant: "a\x00b"}},
 		{"too large", &Event{Type: "x", Message: big}},
+		{"call.end without ref", &Event{Type: TypeCallEnd}},
+		{"call.aborted without ref", &Event{Type: TypeCallAborted}},
+		{"call.replay without ref", &Event{Type: TypeCallReplay}},
+		{"mutation turns it into a catalogue event", &Event{Type: "x"}},
 	}
+	toCatalogue := func(tx *Txn) error { tx.Event().Type = TypeCellRevoke; return nil }
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := l.Append(ctx, tt.ev)
+			var muts []Mutation
+			if strings.HasPrefix(tt.name, "mutation") {
+				muts = append(muts, toCatalogue)
+			}
+			_, err := l.Append(ctx, tt.ev, muts...)
 			if !errors.Is(err, ErrInvalid) {
 				t.Fatalf("Append: got %v, want ErrInvalid", err)
 			}
@@ -120,7 +129,7 @@ func independentTree(t *testing.T, leaves [][]byte) func(n int64) tlog.Hash {
 }
 
 func TestAppendProofs(t *testing.T) {
-	l := openTest(t, Options{CheckpointInterval: time.Hour})
+	l := openTest(t, Options{})
 	ctx := context.Background()
 	vs := testVerifiers(t)
 	var leaves [][]byte
@@ -297,7 +306,7 @@ func waitQueue(t *testing.T, l *Ledger, n int) {
 
 func TestGroupCommitMutations(t *testing.T) {
 	gate := &committerGate{}
-	l := openTest(t, Options{testBeforeGroup: gate.hook, CheckpointInterval: -1})
+	l := openTest(t, Options{testBeforeGroup: gate.hook})
 	ctx := context.Background()
 	gate.arm()
 	l.signal() // the committer blocks at once; everything below is one group
@@ -389,13 +398,16 @@ func TestGroupCommitMutations(t *testing.T) {
 			t.Errorf("Get(%s) = %q, %v; want %q", k, got, err, want)
 		}
 	}
-	// One group, CheckpointInterval < 0: exactly one checkpoint, at 4.
-	n := 0
-	if err := scan(l.db, pCP, func(_, _ []byte) error { n++; return nil }); err != nil {
+	// The group stored its signed checkpoint with it; none was kept.
+	stored, err := getCopy(l.db, keyCheckpoint)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if n != 2 { // the empty tree's (at Open) and the group's
-		t.Errorf("%d checkpoints stored, want 2", n)
+	if cp, err := VerifyCheckpoint(stored, testVerifiers(t)); err != nil || cp.Size != 4 {
+		t.Errorf("stored checkpoint: size %d, %v; want 4", cp.Size, err)
+	}
+	if err := scan(l.db, pCP, func(k, _ []byte) error { return fmt.Errorf("checkpoint kept at %q", k) }); err != nil {
+		t.Error(err)
 	}
 }
 
@@ -483,7 +495,7 @@ func TestEventsFilter(t *testing.T) {
 	evs := []Event{
 		{Type: TypeDaemonStart},
 		{Type: TypeCallBegin, Tenant: "a", Cell: "wc", TraceID: trace},
-		{Type: TypeCallEnd, Tenant: "a", Cell: "wc", TraceID: trace},
+		{Type: TypeCallEnd, Tenant: "a", Cell: "wc", TraceID: trace, Ref: new(uint64(1))},
 		{Type: TypeCallBegin, Tenant: "a/b", Cell: "grep"},
 		{Type: TypeCallBegin, Tenant: "b", Cell: "wc"},
 		{Type: TypeTokenIssue, Tenant: "a"},
@@ -538,13 +550,17 @@ func TestOpenErrors(t *testing.T) {
 	l.Close()
 
 	other := t.TempDir()
+	_, vkey, _ := note.GenerateKey(nil, testOrigin)
+	otherVerifier, _ := note.NewVerifier(vkey)
 	tests := []struct {
 		name string
 		opts Options
 	}{
-		{"no dir", Options{Signer: testSigner(t)}},
+		{"no dir", Options{Signer: testSigner(t), Verifier: testVerifier(t)}},
 		{"no signer", Options{Dir: other}},
-		{"origin differs", Options{Dir: other, Signer: testSigner(t), Origin: "elsewhere/log"}},
+		{"no verifier", Options{Dir: other, Signer: testSigner(t)}},
+		{"verifier of another key", Options{Dir: other, Signer: testSigner(t), Verifier: otherVerifier}},
+		{"origin differs", Options{Dir: other, Signer: testSigner(t), Verifier: testVerifier(t), Origin: "elsewhere/log"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -585,32 +601,10 @@ func TestClosed(t *testing.T) {
 	}
 }
 
-func TestCheckpointInterval(t *testing.T) {
-	l := openTest(t, Options{CheckpointInterval: 20 * time.Millisecond})
-	vs := testVerifiers(t)
-	if _, err := l.Append(context.Background(), &Event{Type: "x"}); err != nil {
-		t.Fatal(err)
-	}
-	// Without further appends, the committer's timer signs within the
-	// interval; the deadline only guards against a hang.
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
-		cp, err := VerifyCheckpoint(l.LatestCheckpoint(), vs)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if cp.Size == 1 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("no checkpoint covers the event")
-		}
-	}
-}
-
 func TestRestart(t *testing.T) {
 	dir := t.TempDir()
 	ctx := context.Background()
-	l := openTest(t, Options{Dir: dir, CheckpointInterval: time.Hour})
+	l := openTest(t, Options{Dir: dir})
 	for i := range 10 {
 		if _, err := l.Append(ctx, &Event{Type: "x", Message: fmt.Sprint(i)}, func(tx *Txn) error {
 			return tx.Set([]byte(fmt.Sprintf("x/%d", i)), []byte("v"))
@@ -639,7 +633,6 @@ func TestRestart(t *testing.T) {
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
 	}
-	// Close signed a checkpoint for the uncovered tail (interval is 1h).
 	l = openTest(t, Options{Dir: dir})
 	cp, err := VerifyCheckpoint(l.LatestCheckpoint(), testVerifiers(t))
 	if err != nil || cp.Size != size || l.Size() != size {

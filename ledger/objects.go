@@ -53,8 +53,9 @@ func (l *Ledger) ObjectPath(d manifest.Digest) (string, error) {
 
 // PutObject stores the content of r and returns its digest and size. It
 // returns only once the object and its directory entry are durable. Putting
-// content that is already stored is a no-op (an existing object of the
-// wrong size is replaced: CheckObject finds the rest).
+// content that is already stored intact is a no-op; a damaged copy is
+// replaced (atomically, by rename), so registering a capsule again repairs
+// the store.
 func (l *Ledger) PutObject(r io.Reader) (_ manifest.Digest, _ int64, err error) {
 	if !l.acquire() {
 		return "", 0, ErrClosed
@@ -77,7 +78,7 @@ func (l *Ledger) PutObject(r io.Reader) (_ manifest.Digest, _ int64, err error) 
 	}
 	d := manifest.Digest(hashPrefix + hex.EncodeToString(h.Sum(nil)))
 	path, _ := l.ObjectPath(d)
-	if fi, err := os.Stat(path); err == nil && fi.Mode().IsRegular() && fi.Size() == n {
+	if fi, err := os.Stat(path); err == nil && fi.Mode().IsRegular() && fi.Size() == n && l.CheckObject(d) == nil {
 		tmp.Close()
 		os.Remove(tmp.Name())
 		return d, n, nil

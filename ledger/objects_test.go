@@ -67,15 +67,18 @@ func TestObjects(t *testing.T) {
 	if !errors.Is(err, ErrObjectCorrupt) || !errors.As(err, &oe) || oe.Digest != d || !strings.Contains(err.Error(), string(d)) {
 		t.Fatalf("CheckObject of a corrupt object: %v", err)
 	}
-	// A truncated object is replaced by the next PutObject.
-	if err := os.WriteFile(path, content[:10], 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if _, _, err := l.PutObject(bytes.NewReader(content)); err != nil {
-		t.Fatal(err)
-	}
-	if err := l.CheckObject(d); err != nil {
-		t.Errorf("after repair: %v", err)
+	// The next PutObject of the content repairs a damaged object, of the
+	// same size or not.
+	for _, damaged := range [][]byte{bad, content[:10]} {
+		if err := os.WriteFile(path, damaged, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := l.PutObject(bytes.NewReader(content)); err != nil {
+			t.Fatal(err)
+		}
+		if err := l.CheckObject(d); err != nil {
+			t.Errorf("after repairing %d damaged bytes: %v", len(damaged), err)
+		}
 	}
 
 	missing := manifest.Digest("sha256:" + strings.Repeat("0", 64))

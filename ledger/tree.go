@@ -52,8 +52,8 @@ func readHash(r reader, i int64) (tlog.Hash, error) {
 
 func (l *Ledger) dbHashes() tlog.HashReader { return &hashReader{r: l.db} }
 
-func (l *Ledger) frontierHashes(pending map[int64]tlog.Hash) tlog.HashReader {
-	return &hashReader{pending: pending, frontier: l.frontier, r: l.db}
+func (l *Ledger) frontierHashes() tlog.HashReader {
+	return &hashReader{frontier: l.frontier, r: l.db}
 }
 
 // frontierIndexes are the stored-hash indexes of the complete subtrees of

@@ -1,11 +1,6 @@
 package ledger
 
-import (
-	"bytes"
-	"fmt"
-
-	"github.com/trustcells/tcc/ledger/audit"
-)
+import "github.com/trustcells/tcc/ledger/audit"
 
 // The verifier side lives in package audit (no pebble), so offline tools
 // can use it; these aliases keep the ledger's API whole.
@@ -24,13 +19,3 @@ var (
 	// VerifyConsistency checks that the tree of old is a prefix of new.
 	VerifyConsistency = audit.VerifyConsistency
 )
-
-// noteText returns the text of a signed note without verifying it (for the
-// ledger's own stored checkpoints, whose tree hash it checks instead).
-func noteText(signed []byte) (string, error) {
-	i := bytes.LastIndex(signed, []byte("\n\n"))
-	if i < 0 {
-		return "", fmt.Errorf("%w: not a signed note", ErrBadCheckpoint)
-	}
-	return string(signed[:i+1]), nil
-}

@@ -81,8 +81,9 @@ type Cells interface {
 	Heads(ctx context.Context) ([]Cell, error)
 	// Head is the head of name; an error wrapping ErrNotFound if none.
 	Head(ctx context.Context, name string) (*Cell, error)
-	// Lineage is the history of name as JSON.
-	Lineage(ctx context.Context, name string) (json.RawMessage, error)
+	// Lineage is the history of name as c may see it, as JSON
+	// (ErrNotFound if c may see none of it).
+	Lineage(ctx context.Context, c *Caller, name string) (json.RawMessage, error)
 }
 
 // Progress is one progress report of a running cell.
@@ -93,9 +94,11 @@ type Progress struct {
 }
 
 // Runner runs one call of a cell's head through the daemon's audited call
-// path. An error wrapping ErrInvalidInput means the input was refused
-// before any sandbox was made; ErrBusy that admission refused it;
-// ErrNotFound that the name has no head (for c).
+// path, which checks c's scopes (tools:call, cells:actuate) against the
+// cell that runs. An error wrapping ErrInvalidInput means the input was
+// refused before any sandbox was made; ErrBusy that admission refused it;
+// ErrNotFound that the name has no head (for c); ErrForbidden that c may
+// not call it.
 type Runner interface {
 	Call(ctx context.Context, c *Caller, cell string, input json.RawMessage, progress func(Progress)) (*outcome.Outcome, error)
 }

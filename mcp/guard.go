@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/auth"
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
@@ -24,7 +25,8 @@ type (
 
 // peeked is what the guard learnt from a POST body.
 type peeked struct {
-	initialize bool
+	initialize bool // an initialize request: a new session
+	listen     bool // a subscriptions/listen request: a stream
 }
 
 // peerBearer stands in for a bearer token on requests whose identity comes
@@ -45,13 +47,16 @@ func (s *Server) guard(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		var ae *AuthError
 		if !errors.As(err, &ae) {
-			ae = &AuthError{Status: http.StatusUnauthorized, Code: "invalid_token", Msg: err.Error()}
-		}
-		if ae.Status == http.StatusUnauthorized {
-			w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer realm="tccd", error=%q, error_description=%q`, ae.Code, ae.Msg))
+			// The daemon could not decide (its ledger failed): not the
+			// caller's fault, and the details are for the log.
+			s.log.Error("mcp: authenticate", logErr, err)
+			writeError(w, http.StatusServiceUnavailable, jsonrpc.ID{}, jsonrpc.CodeInternalError, "tccd cannot check your credentials right now (see its log); retry shortly")
+			return
 		}
 		var code int64 = CodeUnauthorized
-		if ae.Status == http.StatusForbidden {
+		if ae.Status == http.StatusUnauthorized {
+			w.Header().Set("WWW-Authenticate", ae.Challenge())
+		} else {
 			code = CodeForbidden
 		}
 		writeError(w, ae.Status, jsonrpc.ID{}, code, ae.Msg)
@@ -63,12 +68,27 @@ func (s *Server) guard(w http.ResponseWriter, r *http.Request) {
 		if p, ok = s.peek(w, r, c); !ok {
 			return
 		}
+		if p.initialize && r.Header.Get("Mcp-Session-Id") == "" && !c.Admin && s.sessionsOf(c.ID) >= s.opts.MaxSessions {
+			writeError(w, http.StatusTooManyRequests, jsonrpc.ID{}, CodeTooMany,
+				fmt.Sprintf("%s already holds %d MCP sessions, tccd's cap for one caller; close some (or let them idle out) and retry", c.ID, s.opts.MaxSessions))
+			return
+		}
 	}
+	// Every request can be cut off (Disconnect); a stream (the GET stream
+	// of a session, a subscriptions/listen) also ends when the identity
+	// expires: it is authorized once, at its start.
+	ctx, cancel := context.WithCancel(r.Context())
+	if !c.Expires.IsZero() && (r.Method == http.MethodGet || p != nil && p.listen) {
+		ctx, cancel = context.WithDeadline(r.Context(), c.Expires)
+	}
+	defer cancel()
+	defer s.track(c, cancel)()
+	r = r.WithContext(ctx)
 	ti := &auth.TokenInfo{Scopes: c.Scopes, Expiration: c.Expires, UserID: c.ID, Extra: map[string]any{callerKey: c}}
 	if c.Admin {
 		ti.Scopes = Scopes
 	}
-	ctx := context.WithValue(r.Context(), tokenInfoKey{}, ti)
+	ctx = context.WithValue(ctx, tokenInfoKey{}, ti)
 	r = r.WithContext(context.WithValue(ctx, peekKey{}, p))
 	if r.Header.Get("Authorization") == "" {
 		r.Header = r.Header.Clone()
@@ -96,10 +116,18 @@ func checkOrigin(origin string) error {
 	return fmt.Errorf("origin %q is not local: tccd serves MCP to local clients only (origins http(s)://localhost, 127.0.0.0/8 or [::1])", origin)
 }
 
+// bodyTimeout bounds the time a client may take to send a request body;
+// the deadline is cleared once the body is read (a deadline left in place
+// would cut the answer's stream).
+const bodyTimeout = time.Minute
+
 // peek reads and checks a POST body, then puts it back for the SDK.
 func (s *Server) peek(w http.ResponseWriter, r *http.Request, c *Caller) (*peeked, bool) {
 	limit := s.opts.MaxRequest
+	rc := http.NewResponseController(w)
+	_ = rc.SetReadDeadline(time.Now().Add(bodyTimeout))
 	body, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
+	_ = rc.SetReadDeadline(time.Time{})
 	if err != nil {
 		writeError(w, http.StatusBadRequest, jsonrpc.ID{}, jsonrpc.CodeParseError, "reading the request body: "+err.Error())
 		return nil, false
@@ -122,12 +150,15 @@ func (s *Server) peek(w http.ResponseWriter, r *http.Request, c *Caller) (*peeke
 		if !ok {
 			continue
 		}
-		if req.Method == "initialize" {
+		switch req.Method {
+		case "initialize":
 			p.initialize = true
+		case "subscriptions/listen":
+			p.listen = true
 		}
 		if status, scope, err := s.permit(c, req); err != nil {
 			if scope != "" {
-				w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer realm="tccd", error="insufficient_scope", scope=%q, error_description=%q`, scope, err.Error()))
+				w.Header().Set("WWW-Authenticate", bearerChallenge("error", "insufficient_scope", "scope", scope, "error_description", err.Error()))
 			}
 			writeError(w, status, req.ID, CodeForbidden, "forbidden: "+err.Error())
 			return nil, false
@@ -203,6 +234,34 @@ func (s *Server) permit(c *Caller, req *jsonrpc.Request) (int, string, error) {
 		}
 	}
 	return 0, "", nil
+}
+
+// Challenge is the WWW-Authenticate value of a 401 (RFC 6750).
+func (e *AuthError) Challenge() string {
+	return bearerChallenge("error", e.Code, "error_description", e.Msg)
+}
+
+// bearerChallenge is a Bearer challenge of tccd's realm with the given
+// parameters (name, value pairs) as RFC 7235 quoted strings.
+func bearerChallenge(params ...string) string {
+	var b strings.Builder
+	b.WriteString(`Bearer realm="tccd"`)
+	for i := 0; i+1 < len(params); i += 2 {
+		b.WriteString(", " + params[i] + `="`)
+		for _, r := range params[i+1] {
+			switch {
+			case r == '"' || r == '\\':
+				b.WriteByte('\\')
+				b.WriteRune(r)
+			case r < 0x20 || r == 0x7f:
+				b.WriteByte(' ')
+			default:
+				b.WriteRune(r)
+			}
+		}
+		b.WriteByte('"')
+	}
+	return b.String()
 }
 
 func tenantText(c *Caller) string {

@@ -41,10 +41,12 @@ func (s *Server) getPrompt(ctx context.Context, req *sdk.GetPromptRequest) (*sdk
 		return nil, invalidParams("unknown prompt %q", name)
 	}
 	p, err := s.opts.Prompts.Head(ctx, name)
-	if errors.Is(err, ErrNotFound) {
+	// The head may have moved since the list was cached: judge the one
+	// that is rendered.
+	if errors.Is(err, ErrNotFound) || err == nil && !c.Sees(p.Tenant) {
 		return nil, invalidParams("unknown prompt %q", name)
 	} else if err != nil {
-		return nil, internal(err)
+		return nil, s.internal(err)
 	}
 	args := req.Params.Arguments
 	if args == nil {
@@ -54,7 +56,7 @@ func (s *Server) getPrompt(ctx context.Context, req *sdk.GetPromptRequest) (*sdk
 	if errors.Is(err, prompt.ErrArguments) {
 		return nil, invalidParams("%s", strings.TrimPrefix(err.Error(), prompt.ErrArguments.Error()+": "))
 	} else if err != nil {
-		return nil, internal(err)
+		return nil, s.internal(err)
 	}
 	type embedded struct {
 		URI    string `json:"uri"`

@@ -60,7 +60,7 @@ func (s *Server) setDocument(d *Document) {
 			Description: fmt.Sprintf("Vault document %s of tenant %s (%s); reads are recorded", d.Path, d.Tenant, d.Digest),
 			Meta:        sdk.Meta{"tcc/sha256": d.Digest, "tcc/vault": d.URI()}}
 		if err := addResource(s.sdk, r, s.readResource); err != nil {
-			s.log.Warn("mcp: vault document not offered as a resource", "uri", uri, "err", err)
+			s.log.Warn("mcp: vault document not offered as a resource", "uri", uri, logErr, err)
 			continue
 		}
 		s.mu.Lock()
@@ -111,7 +111,7 @@ func (s *Server) read(ctx context.Context, c *Caller, uri string) (*sdk.Resource
 	case uri == uriEvents:
 		evs, err := s.opts.Audit.Recent(ctx, c, recentEvents)
 		if err != nil {
-			return nil, internal(err)
+			return nil, s.internal(err)
 		}
 		if evs == nil {
 			evs = []json.RawMessage{}
@@ -127,7 +127,7 @@ func (s *Server) read(ctx context.Context, c *Caller, uri string) (*sdk.Resource
 		if errors.Is(err, ErrNotFound) {
 			return nil, notFound
 		} else if err != nil {
-			return nil, internal(err)
+			return nil, s.internal(err)
 		}
 		return &sdk.ResourceContents{URI: uri, MIMEType: jsonMIME, Text: string(ev)}, nil
 	case strings.HasPrefix(uri, uriCells):
@@ -136,13 +136,15 @@ func (s *Server) read(ctx context.Context, c *Caller, uri string) (*sdk.Resource
 		if errors.Is(err, ErrNotFound) || err == nil && !c.Sees(cell.Tenant) {
 			return nil, notFound
 		} else if err != nil {
-			return nil, internal(err)
+			return nil, s.internal(err)
 		}
 		var body []byte
 		if lineage {
-			l, err := s.opts.Cells.Lineage(ctx, name)
-			if err != nil {
-				return nil, internal(err)
+			l, err := s.opts.Cells.Lineage(ctx, c, name)
+			if errors.Is(err, ErrNotFound) {
+				return nil, notFound
+			} else if err != nil {
+				return nil, s.internal(err)
 			}
 			body = l
 		} else {
@@ -158,11 +160,11 @@ func (s *Server) read(ctx context.Context, c *Caller, uri string) (*sdk.Resource
 	if errors.Is(err, ErrNotFound) || err == nil && !c.Sees(d.Tenant) {
 		return nil, notFound
 	} else if err != nil {
-		return nil, internal(err)
+		return nil, s.internal(err)
 	}
 	data, err := s.opts.Vault.Read(ctx, c, d)
 	if err != nil {
-		return nil, internal(err)
+		return nil, s.internal(err)
 	}
 	rc := &sdk.ResourceContents{URI: uri, MIMEType: d.MIME, Meta: sdk.Meta{"tcc/sha256": d.Digest, "tcc/vault": d.URI()}}
 	if isText(d.MIME) && utf8.Valid(data) {
@@ -186,8 +188,12 @@ func isText(mt string) bool {
 	return slices.Contains([]string{"application/json", "application/xml", "application/yaml", "application/x-yaml", "application/toml"}, base)
 }
 
-func internal(err error) error {
-	return &jsonrpc.Error{Code: jsonrpc.CodeInternalError, Message: err.Error()}
+// internal answers an error that is tccd's, not the client's: the
+// details (paths, store errors) go to the log; the client learns that it
+// happened.
+func (s *Server) internal(err error) error {
+	s.log.Error("mcp: internal error", logErr, err)
+	return &jsonrpc.Error{Code: jsonrpc.CodeInternalError, Message: "internal error in tccd (its log has the details); if it persists, report it"}
 }
 
 // subscribe accepts a subscription to a resource the caller may read.
@@ -220,7 +226,7 @@ func (s *Server) complete(ctx context.Context, req *sdk.CompleteRequest) (*sdk.C
 		case tmplVault:
 			docs, err := s.opts.Vault.Documents(ctx)
 			if err != nil {
-				return nil, internal(err)
+				return nil, s.internal(err)
 			}
 			var tenant string
 			if req.Params.Context != nil {

@@ -15,8 +15,18 @@ import (
 	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
 )
 
-// DefaultMaxRequest caps one HTTP request body of the MCP endpoint.
-const DefaultMaxRequest = 4 << 20
+// Defaults of Options.
+const (
+	DefaultMaxRequest  = 4 << 20 // bytes of one HTTP request body
+	DefaultMaxSessions = 32      // stateful sessions of one caller
+)
+
+// Log field names.
+const (
+	logCell     = "cell"
+	logErr      = "err"
+	logIdentity = "identity"
+)
 
 // Server-defined JSON-RPC error codes (the -32000..-32099 range JSON-RPC
 // leaves to implementations).
@@ -24,6 +34,7 @@ const (
 	CodeUnauthorized = -32001 // no valid identity (HTTP 401)
 	CodeForbidden    = -32003 // the caller lacks a scope or a tenant (HTTP 403)
 	CodeTooLarge     = -32004 // the request body is over the cap (HTTP 413)
+	CodeTooMany      = -32005 // the caller holds too many sessions (HTTP 429)
 )
 
 // Options configure a Server. Every interface is required.
@@ -41,7 +52,10 @@ type Options struct {
 	MaxRequest int64
 	// SessionTimeout closes stateful sessions idle this long (default 1h).
 	SessionTimeout time.Duration
-	Logger         *slog.Logger
+	// MaxSessions caps the stateful sessions one caller other than an
+	// admin may hold (default DefaultMaxSessions).
+	MaxSessions int
+	Logger      *slog.Logger
 }
 
 // Server is the MCP endpoint. It is an http.Handler; mount it at /mcp.
@@ -57,6 +71,15 @@ type Server struct {
 	tools     map[string]toolEntry // name → who may see and call it
 	prompts   map[string]string    // name → tenant
 	resources map[string]string    // concrete URI → tenant ("" = every tenant)
+	owners    map[string]*Caller   // stateful session id → its caller
+	live      map[uint64]liveReq   // requests in flight, to cut a caller off
+	nextLive  uint64
+}
+
+// liveReq is a request in flight and how to end it.
+type liveReq struct {
+	c      *Caller
+	cancel context.CancelFunc
 }
 
 type toolEntry struct {
@@ -76,6 +99,9 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 	if opts.SessionTimeout <= 0 {
 		opts.SessionTimeout = time.Hour
 	}
+	if opts.MaxSessions <= 0 {
+		opts.MaxSessions = DefaultMaxSessions
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
@@ -85,6 +111,8 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 		tools:     map[string]toolEntry{},
 		prompts:   map[string]string{},
 		resources: map[string]string{},
+		owners:    map[string]*Caller{},
+		live:      map[uint64]liveReq{},
 	}
 	s.sdk = sdk.NewServer(&sdk.Implementation{Name: "tccd", Title: "TCC Trusted Compute Cells", Version: opts.Version}, &sdk.ServerOptions{
 		Instructions: "Tools are TCC cells: signed static binaries, each call run in a throwaway sandbox under the seccomp filter of the cell's signed manifest and recorded in a tamper-evident ledger. " +
@@ -104,7 +132,7 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 	})
 	s.sdk.AddReceivingMiddleware(s.authorize)
 	s.addStaticResources()
-	if err := s.Reload(ctx); err != nil {
+	if err := s.load(ctx); err != nil {
 		return nil, err
 	}
 
@@ -145,9 +173,9 @@ func (f levelFilter) Enabled(ctx context.Context, l slog.Level) bool {
 	return l >= f.min && f.Handler.Enabled(ctx, l)
 }
 
-// Reload loads every tool, prompt and vault document again (at start, or
-// after the daemon changed many at once).
-func (s *Server) Reload(ctx context.Context) error {
+// load publishes every tool, prompt and vault document (at start; later
+// changes come one by one: HeadsChanged, PromptChanged, DocumentChanged).
+func (s *Server) load(ctx context.Context) error {
 	cells, err := s.opts.Cells.Heads(ctx)
 	if err != nil {
 		return fmt.Errorf("mcp: load cells: %w", err)
@@ -180,7 +208,7 @@ func (s *Server) HeadsChanged(ctx context.Context, name string) {
 	case errors.Is(err, ErrNotFound):
 		s.removeTool(name)
 	case err != nil:
-		s.log.Error("mcp: cannot load the head of a cell; its tool is unchanged", "cell", name, "err", err)
+		s.log.Error("mcp: cannot load the head of a cell; its tool is unchanged", logCell, name, logErr, err)
 	default:
 		s.setTool(c)
 	}
@@ -199,7 +227,7 @@ func (s *Server) PromptChanged(ctx context.Context, name string) {
 		s.mu.Unlock()
 		s.sdk.RemovePrompts(name)
 	case err != nil:
-		s.log.Error("mcp: cannot load the head of a prompt; it is unchanged", "prompt", name, "err", err)
+		s.log.Error("mcp: cannot load the head of a prompt; it is unchanged", "prompt", name, logErr, err)
 	default:
 		s.setPrompt(p)
 	}
@@ -218,6 +246,75 @@ func (s *Server) DocumentChanged(ctx context.Context, d *Document, oldAlias stri
 	for _, uri := range []string{d.URI(), d.Alias} {
 		if uri != "" {
 			_ = s.sdk.ResourceUpdated(ctx, &sdk.ResourceUpdatedNotificationParams{URI: uri})
+		}
+	}
+}
+
+// Close ends every session: the calls they run are cancelled (their
+// sandboxes killed and wiped). tccd calls it when it stops.
+func (s *Server) Close() {
+	for ss := range s.sdk.Sessions() {
+		_ = ss.Close()
+	}
+}
+
+// sessionsOf counts the live stateful sessions of a caller, and forgets
+// the owners of sessions that ended.
+func (s *Server) sessionsOf(id string) int {
+	live := map[string]bool{}
+	for ss := range s.sdk.Sessions() {
+		live[ss.ID()] = true
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for sid, owner := range s.owners {
+		switch {
+		case !live[sid]:
+			delete(s.owners, sid)
+		case owner.ID == id:
+			n++
+		}
+	}
+	return n
+}
+
+// track registers a request in flight until the returned func is called.
+func (s *Server) track(c *Caller, cancel context.CancelFunc) func() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.nextLive++
+	id := s.nextLive
+	s.live[id] = liveReq{c, cancel}
+	return func() {
+		s.mu.Lock()
+		delete(s.live, id)
+		s.mu.Unlock()
+	}
+}
+
+// Disconnect ends the requests in flight (streams, calls: their sandboxes
+// are killed) and the sessions of every caller match selects. The daemon
+// calls it when a token is revoked or the tenants file changes: a stream
+// authorized once must not outlive its authority. The callers may come
+// back, and are authenticated anew.
+func (s *Server) Disconnect(match func(*Caller) bool) {
+	s.mu.Lock()
+	for _, lr := range s.live {
+		if match(lr.c) {
+			lr.cancel()
+		}
+	}
+	sessions := map[string]bool{}
+	for sid, c := range s.owners {
+		if match(c) {
+			sessions[sid] = true
+		}
+	}
+	s.mu.Unlock()
+	for ss := range s.sdk.Sessions() {
+		if sessions[ss.ID()] {
+			_ = ss.Close()
 		}
 	}
 }
@@ -244,6 +341,11 @@ func (s *Server) authorize(next sdk.MethodHandler) sdk.MethodHandler {
 		c := callerOf(req)
 		if scope := scopeOf(method); scope != "" && !c.Has(scope) {
 			return nil, forbidden("%s needs scope %s; %s does not hold it", method, scope, c.ID)
+		}
+		if ss, ok := req.GetSession().(*sdk.ServerSession); ok && method == "initialize" && ss.ID() != "" {
+			s.mu.Lock()
+			s.owners[ss.ID()] = c // sessionsOf, Disconnect
+			s.mu.Unlock()
 		}
 		res, err := next(ctx, method, req)
 		if err != nil {

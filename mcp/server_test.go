@@ -60,7 +60,7 @@ func (f fakeCells) Head(_ context.Context, name string) (*Cell, error) {
 	}
 	return nil, ErrNotFound
 }
-func (f fakeCells) Lineage(_ context.Context, name string) (json.RawMessage, error) {
+func (f fakeCells) Lineage(_ context.Context, _ *Caller, name string) (json.RawMessage, error) {
 	return json.RawMessage(`{"name":"` + name + `"}`), nil
 }
 
@@ -73,6 +73,8 @@ func (fakeRunner) Call(_ context.Context, c *Caller, cell string, input json.Raw
 		return &outcome.Outcome{Verdict: outcome.OK, Result: json.RawMessage(`{"content":[{"type":"image","data":"AAEC","mimeType":"image/png"}]}`)}, nil
 	case "broken":
 		return &outcome.Outcome{Verdict: outcome.Violation, Message: "cell broken was stopped: it used the undeclared syscall socket"}, nil
+	case "guarded": // the daemon's own scope check, against the cell that runs
+		return nil, fmt.Errorf("cell guarded is an actuate-phase cell now: %w", ErrForbidden)
 	}
 	if bytes.Contains(input, []byte("bad")) {
 		return nil, fmt.Errorf("input for cell %s: does not match the input schema: %w", cell, ErrInvalidInput)
@@ -148,12 +150,13 @@ messages:
 			"acme":     {ID: "jti:acme", Tenant: "acme", Scopes: read},
 			"listonly": {ID: "jti:list", Tenant: "acme", Scopes: []string{ScopeToolsList}},
 		},
-		Cells:   fakeCells{cellOf(t, "echo", "", manifest.PhaseAnalyze), cellOf(t, "media", "acme", manifest.PhaseAnalyze), cellOf(t, "broken", "", manifest.PhaseAnalyze), cellOf(t, "secret", "globex", manifest.PhaseAnalyze), cellOf(t, "deploy", "", manifest.PhaseActuate)},
-		Runner:  fakeRunner{},
-		Audit:   fakeAudit{},
-		Vault:   vault,
-		Prompts: fakePrompts{{Prompt: p, Identity: string(p.Identity()), Tenant: "acme"}},
-		Logger:  nil,
+		Cells:       fakeCells{cellOf(t, "echo", "", manifest.PhaseAnalyze), cellOf(t, "media", "acme", manifest.PhaseAnalyze), cellOf(t, "broken", "", manifest.PhaseAnalyze), cellOf(t, "secret", "globex", manifest.PhaseAnalyze), cellOf(t, "deploy", "", manifest.PhaseActuate), cellOf(t, "guarded", "", manifest.PhaseAnalyze)},
+		Runner:      fakeRunner{},
+		Audit:       fakeAudit{},
+		Vault:       vault,
+		Prompts:     fakePrompts{{Prompt: p, Identity: string(p.Identity()), Tenant: "acme"}},
+		Logger:      nil,
+		MaxSessions: 2,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -269,10 +272,10 @@ func TestToolsByTenant(t *testing.T) {
 	ts, _ := newTestServer(t)
 	ctx := context.Background()
 	admin, acme := connect(t, ts, "admin", nil), connect(t, ts, "acme", nil)
-	if got, want := toolNames(t, admin), []string{"broken", "deploy", "echo", "media", "secret"}; !slices.Equal(got, want) {
+	if got, want := toolNames(t, admin), []string{"broken", "deploy", "echo", "guarded", "media", "secret"}; !slices.Equal(got, want) {
 		t.Errorf("admin tools = %v, want %v", got, want)
 	}
-	if got, want := toolNames(t, acme), []string{"broken", "deploy", "echo", "media"}; !slices.Equal(got, want) {
+	if got, want := toolNames(t, acme), []string{"broken", "deploy", "echo", "guarded", "media"}; !slices.Equal(got, want) {
 		t.Errorf("acme tools = %v, want %v", got, want)
 	}
 
@@ -324,6 +327,46 @@ func TestToolsByTenant(t *testing.T) {
 	}
 	if _, err := acme.CallTool(ctx, &sdk.CallToolParams{Name: "secret"}); err == nil || !strings.Contains(err.Error(), "unknown tool") {
 		t.Errorf("other tenant's tool: %v, want unknown tool", err)
+	}
+	if _, err := acme.CallTool(ctx, &sdk.CallToolParams{Name: "guarded"}); err == nil || !strings.Contains(err.Error(), "forbidden: cell guarded is an actuate-phase cell now") {
+		t.Errorf("a call the daemon refuses: %v, want forbidden", err)
+	}
+}
+
+// TestSessionCap: a caller other than an admin holds at most MaxSessions
+// stateful sessions; the next initialize is 429.
+func TestSessionCap(t *testing.T) {
+	ts, _ := newTestServer(t)
+	legacy := &sdk.ClientSessionOptions{ProtocolVersion: "2025-11-25"}
+	connectAt := func(who string) error {
+		c := sdk.NewClient(&sdk.Implementation{Name: "test", Version: "1"}, nil)
+		cs, err := c.Connect(context.Background(), &sdk.StreamableClientTransport{Endpoint: ts.URL + "/mcp", HTTPClient: &http.Client{Transport: headerRT{who}}, MaxRetries: -1}, legacy)
+		if err == nil {
+			t.Cleanup(func() { cs.Close() })
+		}
+		return err
+	}
+	for i := range 2 {
+		if err := connectAt("acme"); err != nil {
+			t.Fatalf("session %d: %v", i+1, err)
+		}
+	}
+	init := `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"x","version":"1"}}}`
+	if status, _, jerr := post(t, ts.URL+"/mcp", "acme", "", init); status != http.StatusTooManyRequests || jerr["code"] != float64(CodeTooMany) {
+		t.Errorf("third session: %d %v, want 429 %d", status, jerr, CodeTooMany)
+	}
+	for range 3 {
+		if err := connectAt("admin"); err != nil {
+			t.Errorf("admins are not capped: %v", err)
+		}
+	}
+}
+
+func TestBearerChallenge(t *testing.T) {
+	e := &AuthError{Code: "invalid_token", Msg: "a \"quoted\" \\ word\nand a line"}
+	want := `Bearer realm="tccd", error="invalid_token", error_description="a \"quoted\" \\ word and a line"`
+	if got := e.Challenge(); got != want {
+		t.Errorf("Challenge() = %s, want %s", got, want)
 	}
 }
 

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/trustcells/tcc/cells/manifest"
@@ -48,7 +47,7 @@ func (s *Server) setTool(c *Cell) {
 	if err := addTool(s.sdk, toolOf(c), s.callTool); err != nil {
 		// The manifest passed registration; the SDK is stricter (an input
 		// schema whose root is not an object, say): say why it is not listed.
-		s.log.Warn("mcp: cell not offered as a tool", "cell", c.Name, "identity", c.Identity, "err", err)
+		s.log.Warn("mcp: cell not offered as a tool", logCell, c.Name, logIdentity, c.Identity, logErr, err)
 		s.removeTool(c.Name)
 		return
 	}
@@ -112,6 +111,9 @@ func (s *Server) callTool(ctx context.Context, req *sdk.CallToolRequest) (*sdk.C
 	if !c.Has(ScopeToolsCall) {
 		return nil, forbidden("calling %s needs scope %s", name, ScopeToolsCall)
 	}
+	// The daemon checks both scopes again against the cell that runs
+	// (the head may move after this cached entry was made); this only
+	// answers early.
 	if e.actuate && !c.Has(ScopeActuate) {
 		return nil, forbidden("cell %s is an actuate-phase cell: calling it needs scope %s", name, ScopeActuate)
 	}
@@ -142,7 +144,7 @@ func (s *Server) callTool(ctx context.Context, req *sdk.CallToolRequest) (*sdk.C
 	case errors.Is(err, ErrForbidden):
 		return nil, forbidden("%v", err)
 	case err != nil:
-		return nil, &jsonrpc.Error{Code: jsonrpc.CodeInternalError, Message: fmt.Sprintf("cell %s: %v", name, err)}
+		return nil, s.internal(fmt.Errorf("cell %s: %w", name, err))
 	}
 	meta := sdk.Meta{MetaCall: map[string]any{
 		"trace_id":    o.TraceID,

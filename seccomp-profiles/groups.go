@@ -93,6 +93,11 @@ func Forbidden(name string) (reason string, ok bool) {
 	return reason, ok
 }
 
+// ValidSyscallName reports whether name has the form of a syscall name
+// (lower case, digits and underscores). It says nothing of whether the
+// syscall exists.
+func ValidSyscallName(name string) bool { return syscallName.MatchString(name) }
+
 // ForbiddenSyscalls returns every syscall no cell may be granted, sorted.
 func ForbiddenSyscalls() []string {
 	return slices.Sorted(maps.Keys(load().never))

@@ -304,9 +304,23 @@ func TestAudit(t *testing.T) {
 		}
 		acme := e.Client()
 		acme.Token = tok.Token
-		oa := run(acme, "sha256", "acme")
+		oa := run(acme, "sha256", "acme") // a shared cell: the call is acme's
 		if ev, _ := show(acme, oa.EndSeq); ev.Tenant != "acme" {
 			t.Errorf("acme's call.end has tenant %q", ev.Tenant)
+		}
+		// A call of acme's own cell by root (an admin without a tenant) is
+		// acme's too: the cell's tenant decides.
+		if _, err := e.Client().Register(ctx, mustOpen(t, e.Signed("cells/examples/sha256", func(y string) string {
+			return strings.Replace(y, "name: sha256", "name: sha256-acme", 1)
+		})), "acme"); err != nil {
+			t.Fatal(err)
+		}
+		rootCall := run(e.Client(), "sha256-acme", "root calls acme's cell")
+		if ev, _ := show(e.Client(), rootCall.BeginSeq); ev.Tenant != "acme" || ev.Caller != "uid:0" {
+			t.Errorf("root's call of acme's cell: tenant %q, caller %q; want acme, uid:0", ev.Tenant, ev.Caller)
+		}
+		if r, err := acme.LedgerReplay(ctx, rootCall.EndSeq); err != nil || !r.Match {
+			t.Errorf("acme replays root's call of its cell: %v %+v", err, r)
 		}
 		if _, err := acme.LedgerEvent(ctx, o1.EndSeq); !isCode(err, api.CodeNotFound) {
 			t.Errorf("acme reads another tenant's event: %v, want not_found", err)
@@ -320,18 +334,26 @@ func TestAudit(t *testing.T) {
 		}
 		sc := bufio.NewScanner(body)
 		sc.Buffer(nil, 1<<20)
-		n := 0
+		var issued *uint64
 		for sc.Scan() {
 			var l leaf
 			json.Unmarshal(sc.Bytes(), &l)
 			if l.Tenant != "acme" {
 				t.Errorf("acme's tail shows event %d of tenant %q", l.Seq, l.Tenant)
 			}
-			n++
+			if l.Type == "token.issue" {
+				issued = &l.Seq
+			}
 		}
 		body.Close()
-		if n < 3 { // token.issue, call.begin, call.end
-			t.Errorf("acme's tail shows %d events", n)
+		if issued == nil {
+			t.Fatal("acme's tail does not show the issue of its token")
+		}
+		if _, err := acme.LedgerCheckpoint(ctx, true); !isCode(err, api.CodeForbidden) {
+			t.Errorf("acme keeps a checkpoint: %v, want forbidden (admins only)", err)
+		}
+		if _, err := acme.LedgerEvents(ctx, api.EventQuery{Last: 10_001}); !isCode(err, api.CodeBadRequest) {
+			t.Errorf("acme tails 10,001 events: %v, want bad_request", err)
 		}
 		if _, err := acme.LedgerExport(ctx, api.ExportQuery{Tenant: "globex"}); !isCode(err, api.CodeForbidden) {
 			t.Errorf("acme exports globex: %v, want forbidden", err)
@@ -339,7 +361,8 @@ func TestAudit(t *testing.T) {
 		if r, err := acme.LedgerReplay(ctx, o1.EndSeq); !isCode(err, api.CodeNotFound) {
 			t.Errorf("acme replays another tenant's call: %v %+v, want not_found", err, r)
 		}
-		// acme's own export verifies offline and holds only acme.
+		// acme's own export verifies offline and holds acme's events: all
+		// of these, and no other tenant's.
 		body, err = acme.LedgerExport(ctx, api.ExportQuery{})
 		if err != nil {
 			t.Fatal(err)
@@ -349,6 +372,19 @@ func TestAudit(t *testing.T) {
 		os.WriteFile(f, data, 0o600)
 		if out := e.MustCtl("ledger", "verify", f, "--key", e.Pub); !strings.Contains(out, "tenant acme") {
 			t.Errorf("verify acme's export: %s", out)
+		}
+		has := map[uint64]bool{}
+		for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+			var rec struct{ Event *leaf }
+			if json.Unmarshal([]byte(line), &rec); rec.Event != nil {
+				has[rec.Event.Seq] = true
+			}
+		}
+		for what, seq := range map[string]uint64{"token.issue": *issued, "acme's call.begin": oa.BeginSeq, "acme's call.end": oa.EndSeq,
+			"root's call.begin of acme's cell": rootCall.BeginSeq, "root's call.end of acme's cell": rootCall.EndSeq} {
+			if !has[seq] {
+				t.Errorf("acme's export lacks %s (seq %d)", what, seq)
+			}
 		}
 	})
 
@@ -416,6 +452,51 @@ func TestAudit(t *testing.T) {
 			})
 		}
 	})
+}
+
+// TestAuditKeys starts tccd on a ledger with the wrong checkpoint key, with
+// the key missing, and with the key inside the state directory.
+func TestAuditKeys(t *testing.T) {
+	e := NewEnv(t)
+	e.Start()
+	e.Stop()
+	// tccd exits before it touches the socket or any cgroup.
+	refused := func(args ...string) string {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, filepath.Join(bin, "tccd"), append([]string{
+			"--state-dir", e.State, "--socket", e.Socket, "--trust", e.Pub, "--cgroup-parent", e.Cgroup}, args...)...)
+		out, err := cmd.CombinedOutput()
+		if err == nil || ctx.Err() != nil {
+			t.Fatalf("tccd %v started (%v):\n%s", args, err, out)
+		}
+		return string(out)
+	}
+	if out, code := e.Ctl("key", "generate", "other", "--out", e.Dir); code != 0 {
+		t.Fatal(out)
+	}
+	if out := refused("--ledger-key", filepath.Join(e.Dir, "other.key")); !strings.Contains(out, `does not verify with checkpoint key "other"`) || !strings.Contains(out, "--ledger-key") {
+		t.Errorf("tccd with another key:\n%s", out)
+	}
+	if out := refused(); !strings.Contains(out, "tcc-ledger.key is missing, but the ledger") {
+		t.Errorf("tccd whose default key is missing:\n%s", out)
+	}
+	if _, err := os.Stat(filepath.Join(e.State, "keys", "tcc-ledger.key")); err == nil {
+		t.Error("tccd made a new key for an existing ledger")
+	}
+
+	// The same key, kept in the state directory: it works, and warns.
+	inState := filepath.Join(e.State, "keys", "dev.key")
+	os.MkdirAll(filepath.Dir(inState), 0o700)
+	if b, err := os.ReadFile(e.Key); err != nil || os.WriteFile(inState, b, 0o600) != nil {
+		t.Fatal(err)
+	}
+	e.args = append(e.args, "--ledger-key", inState)
+	e.Start()
+	if out := e.MustCtl("status"); !strings.Contains(out, "WARNING") || !strings.Contains(out, "inside the state directory") {
+		t.Errorf("status with the key in the state directory:\n%s", out)
+	}
 }
 
 func isCode(err error, code api.Code) bool {

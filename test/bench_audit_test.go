@@ -31,12 +31,13 @@ func BenchmarkAuditEvents(b *testing.B) {
 		`"distinct_pairs":42,"novel_pair_count":0,"entropy_bits_per_byte":4.39,"bytes_written":88,"threads":3,"execs":1,"exits":1}}`
 	for _, writers := range []int{1, 8, 64} {
 		b.Run(fmt.Sprintf("writers=%d", writers), func(b *testing.B) {
-			skey, _, err := note.GenerateKey(rand.Reader, "bench.tcc/ledger")
+			skey, vkey, err := note.GenerateKey(rand.Reader, "bench.tcc/ledger")
 			if err != nil {
 				b.Fatal(err)
 			}
 			signer, _ := note.NewSigner(skey)
-			l, err := ledger.Open(context.Background(), ledger.Options{Dir: b.TempDir(), Signer: signer})
+			verifier, _ := note.NewVerifier(vkey)
+			l, err := ledger.Open(context.Background(), ledger.Options{Dir: b.TempDir(), Signer: signer, Verifier: verifier})
 			if err != nil {
 				b.Fatal(err)
 			}

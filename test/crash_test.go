@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -18,6 +17,7 @@ import (
 
 	"github.com/trustcells/tcc/daemon/api"
 	"github.com/trustcells/tcc/internal/keys"
+	"github.com/trustcells/tcc/kernel/outcome"
 	"github.com/trustcells/tcc/ledger/audit"
 )
 
@@ -26,8 +26,10 @@ import (
 // log from an export, as an auditor would: it verifies offline; the tree
 // recomputed from the events matches every checkpoint saved along the way,
 // and each of them is consistent with the latest; every event is whole and
-// canonical; and every call.begin is closed exactly once, by its call.end
-// or, for calls a crash interrupted, by a call.aborted written at restart.
+// canonical; every call.begin is closed exactly once, by its call.end
+// or, for calls a crash interrupted, by a call.aborted written at restart;
+// and every call a client was answered ok for has its ok call.end. (A
+// kill keeps the page cache: ledger.TestPowerLoss covers durability.)
 func TestCrashAudit(t *testing.T) {
 	if testing.Short() {
 		t.Skip("kills tccd repeatedly")
@@ -56,7 +58,10 @@ func TestCrashAudit(t *testing.T) {
 	}
 
 	const rounds = 8
-	var calls atomic.Int64
+	var (
+		mu  sync.Mutex
+		oks []*outcome.Outcome // every call a client saw succeed
+	)
 	for round := range rounds {
 		if round > 0 {
 			e.Start()
@@ -70,7 +75,9 @@ func TestCrashAudit(t *testing.T) {
 				for i := 0; cctx.Err() == nil; i++ {
 					in := json.RawMessage(fmt.Sprintf(`{"text":"r%d w%d i%d"}`, round, w, i))
 					if o, err := c.Run(cctx, api.RunRequest{Cell: "sha256", Input: in}); err == nil && o.OK() {
-						calls.Add(1)
+						mu.Lock()
+						oks = append(oks, o)
+						mu.Unlock()
 					}
 				}
 			})
@@ -202,6 +209,18 @@ func TestCrashAudit(t *testing.T) {
 			t.Errorf("call.begin %d was never closed", ev.Seq)
 		}
 	}
+	// 5. Every call a client was told succeeded is recorded as such: its
+	// call.end, with verdict ok, closes its call.begin, in its trace.
+	for _, o := range oks {
+		if o.EndSeq >= uint64(len(events)) || o.BeginSeq >= uint64(len(events)) {
+			t.Fatalf("call %s (seq %d..%d) answered ok, but the log has only %d events", o.TraceID, o.BeginSeq, o.EndSeq, len(events))
+		}
+		begin, end := events[o.BeginSeq], events[o.EndSeq]
+		if begin.Type != audit.TypeCallBegin || end.Type != audit.TypeCallEnd || end.Ref == nil || *end.Ref != o.BeginSeq ||
+			end.Verdict != string(outcome.OK) || begin.TraceID != o.TraceID || end.TraceID != o.TraceID {
+			t.Fatalf("call %s answered ok at seq %d..%d; the log holds %s %+v and %s %+v", o.TraceID, o.BeginSeq, o.EndSeq, begin.Type, begin, end.Type, end)
+		}
+	}
 	if starts != rounds+1 {
 		t.Errorf("%d daemon.start events, want %d", starts, rounds+1)
 	}
@@ -209,7 +228,7 @@ func TestCrashAudit(t *testing.T) {
 		t.Errorf("no call was interrupted in %d kills: the test did not test the restart path", rounds)
 	}
 	t.Logf("%d rounds: %d events, %d calls begun (%d ok seen by clients), %d aborted at restart, %d checkpoints checked",
-		rounds, len(events), begins, calls.Load(), aborted, len(saved))
+		rounds, len(events), begins, len(oks), aborted, len(saved))
 	waitReaped(t, e.Cgroup)
 }
 

@@ -66,6 +66,37 @@ func TestGate(t *testing.T) {
 		})
 	}
 
+	// Someone with the disk puts something else than a file there: the
+	// gate refuses it at once (it neither follows the link nor blocks on
+	// the FIFO), naming the file.
+	for _, tt := range []struct {
+		name string
+		make func(path string) error
+		want string
+	}{
+		{"symlink", func(p string) error { return os.Symlink("/dev/zero", p) }, "symbolic link"},
+		{"fifo", func(p string) error { return syscall.Mkfifo(p, 0o600) }, "not a regular file"},
+	} {
+		t.Run("store object replaced by a "+tt.name, func(t *testing.T) {
+			obj := objectPath(t, e, "sha256", "sha256")
+			moved := obj + ".away"
+			if err := os.Rename(obj, moved); err != nil {
+				t.Fatal(err)
+			}
+			if err := tt.make(obj); err != nil {
+				t.Fatal(err)
+			}
+			refused("sha256", shaIn, `file "sha256"`, tt.want)
+			if err := os.Remove(obj); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Rename(moved, obj); err != nil {
+				t.Fatal(err)
+			}
+			ok("sha256", shaIn)
+		})
+	}
+
 	t.Run("store object removed", func(t *testing.T) {
 		obj := objectPath(t, e, "sha256", "sha256")
 		moved := obj + ".away"

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/trustcells/tcc/kernel/outcome"
 	"github.com/trustcells/tcc/test/cells/attack"
@@ -71,6 +72,15 @@ func killed(syscall string) expect {
 		if len(o.Result) != 0 {
 			t.Errorf("a killed cell returned a result: %s", o.Result)
 		}
+	}
+}
+
+// killedWhole wants the whole cell killed by seccomp (SIGSYS), not just
+// the thread that made the call: verdict violation, no result.
+func killedWhole(t *testing.T, o *outcome.Outcome) {
+	t.Helper()
+	if o.Verdict != outcome.Violation || o.Signal != "SIGSYS" || len(o.Result) != 0 {
+		t.Errorf("verdict %s (%s), signal %q, result %s; want violation, SIGSYS, no result", o.Verdict, o.Message, o.Signal, o.Result)
 	}
 }
 
@@ -138,8 +148,9 @@ func runAttacks(t *testing.T, e *Env, cases []attackCase) {
 }
 
 // hostListener listens on every host address and counts connections, so a
-// test can show that none came from a cell.
-func hostListener(t *testing.T) (port int, addrs []string, accepted *atomic.Int64) {
+// test can show that none came from a cell: accepted ends at own, the
+// host's own dials that got through, when no cell reached it.
+func hostListener(t *testing.T) (port int, addrs []string, accepted *atomic.Int64, own int64) {
 	t.Helper()
 	l, err := net.Listen("tcp", ":0")
 	if err != nil {
@@ -172,9 +183,15 @@ func hostListener(t *testing.T) (port int, addrs []string, accepted *atomic.Int6
 			t.Logf("host itself cannot reach %s: %v", a, err)
 			continue
 		}
+		own++
 		c.Close()
 	}
-	return port, addrs, accepted
+	// Wait until the listener counted them all, so that the final count
+	// compares with own exactly.
+	for deadline := time.Now().Add(10 * time.Second); accepted.Load() < own && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
+	return port, addrs, accepted, own
 }
 
 // TestIsolationProduction runs the attacks under the production seccomp
@@ -200,7 +217,7 @@ func TestIsolationProduction(t *testing.T) {
 		}
 	}
 
-	port, addrs, accepted := hostListener(t)
+	port, addrs, accepted, own := hostListener(t)
 	hostPaths := []string{e.State, e.Socket, e.Dir, e.Key, e.Log, bin}
 	token := "tcc-" + randHex(8)
 	cases := []attackCase{
@@ -240,6 +257,10 @@ func TestIsolationProduction(t *testing.T) {
 		{"reboot", "hostile", in("reboot"), []expect{killed("reboot")}},
 		{"chroot", "hostile", in("chroot"), []expect{killed("chroot")}},
 		{"mknod", "hostile", in("devices"), []expect{killed("mknodat")}},
+		// A foreign-ABI syscall on a second thread: libseccomp's action
+		// would kill that thread only; the arch guard kills the cell.
+		{"x32 syscall on a second thread", "hostile-seccomp", in("thread-x32"), []expect{killedWhole}},
+		{"int 0x80 on a second thread", "hostile-seccomp", in("thread-int80"), []expect{killedWhole}},
 		// Zero persistence: markers left by one call are gone in the next.
 		{"persist: leave markers", "hostile", in("persist-write", "token", token, "channels", []string{"files", "sysv-shm"}), []expect{func(t *testing.T, o *outcome.Outcome) {
 			r := result(t, o)
@@ -252,8 +273,8 @@ func TestIsolationProduction(t *testing.T) {
 		{"persist: next call finds none", "hostile", in("persist-read", "token", token, "channels", []string{"files", "sysv-shm"}), []expect{blocked("ENOENT"), only("ENOENT"), detail("no marker from an earlier call")}},
 	}
 	runAttacks(t, e, cases)
-	if n := accepted.Load(); n > int64(len(addrs)) {
-		t.Errorf("the host listener accepted %d connections, %d more than the test's own", n, n-int64(len(addrs)))
+	if n := accepted.Load(); n != own {
+		t.Errorf("the host listener accepted %d connections; the test itself made %d", n, own)
 	}
 }
 
@@ -293,7 +314,7 @@ func TestIsolationBehindSeccomp(t *testing.T) {
 	}
 	e.Register("test/cells/hostile-privileged", nil)
 	const cell = "hostile-privileged"
-	port, addrs, accepted := hostListener(t)
+	port, addrs, accepted, own := hostListener(t)
 	token := "tcc-" + randHex(8)
 	cases := []attackCase{
 		{"pid namespace via /proc", cell, in("pids", "n", 2), []expect{blocked(), count(3), detail("via /proc: 3 visible: self and 2 own children")}},
@@ -331,8 +352,8 @@ func TestIsolationBehindSeccomp(t *testing.T) {
 		{"persist: next call finds none, keyring included", cell, in("persist-read", "token", token, "channels", []string{"files", "sysv-shm", "keyring"}), []expect{blocked("ENOENT", "ENOKEY"), only("ENOENT", "ENOKEY"), detail("no marker from an earlier call")}},
 	}
 	runAttacks(t, e, cases)
-	if n := accepted.Load(); n > int64(len(addrs)) {
-		t.Errorf("the host listener accepted %d connections, %d more than the test's own", n, n-int64(len(addrs)))
+	if n := accepted.Load(); n != own {
+		t.Errorf("the host listener accepted %d connections; the test itself made %d", n, own)
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -24,8 +25,9 @@ import (
 )
 
 // mcpEnv is one daemon for every MCP test: tenants acme (uid 4242 and
-// tokens) and globex (tokens), MCP on loopback TCP too, shared and
-// tenant-only cells, vault documents of both tenants and a prompt of acme.
+// tokens) and globex (tokens), the admin group adminGID, MCP on loopback
+// TCP too, shared and tenant-only cells, vault documents of both tenants
+// and a prompt of acme.
 type mcpEnv struct {
 	*Env
 	tcpURL   string
@@ -44,18 +46,15 @@ func newMCPEnv(t *testing.T) *mcpEnv {
   acme:
     users: ["4242"]
     scopes: [tools:list, tools:call, resources:read, prompts:get]
+  globex:
+    scopes: [tools:list]
 `), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	e.args = append(e.args, "--tenants", tenants, "--listen-tcp", "127.0.0.1:0")
+	e.args = append(e.args, "--tenants", tenants, "--listen-tcp", "127.0.0.1:0", "--admin-group", fmt.Sprint(adminGID))
 	e.Start()
 	m := &mcpEnv{Env: e, tokens: map[string]string{}}
-	log, _ := os.ReadFile(e.Log)
-	if u := regexp.MustCompile(`url=(http://127\.0\.0\.1:\d+/mcp)`).FindSubmatch(log); u != nil {
-		m.tcpURL = string(u[1])
-	} else {
-		t.Fatalf("tccd did not log its TCP MCP address:\n%s", log)
-	}
+	m.readTCPURL(t)
 
 	e.Register("cells/examples/sha256", nil)
 	e.Register("cells/examples/config-audit", nil)
@@ -118,6 +117,26 @@ messages:
 	return m
 }
 
+// readTCPURL reads the daemon's loopback MCP URL from its log (the last
+// one: a restart picks a new port).
+func (m *mcpEnv) readTCPURL(t *testing.T) {
+	t.Helper()
+	log := mustRead(t, m.Log)
+	u := regexp.MustCompile(`url=(http://127\.0\.0\.1:\d+/mcp)`).FindAllSubmatch(log, -1)
+	if u == nil {
+		t.Fatalf("tccd did not log its TCP MCP address:\n%s", log)
+	}
+	m.tcpURL = string(u[len(u)-1][1])
+}
+
+// socketHTTP is an HTTP client whose requests go to tccd's socket, with
+// the bearer token if one is given.
+func socketHTTP(socket, token string) *http.Client {
+	c := api.NewClient(socket)
+	c.Token = token
+	return c.HTTPClient()
+}
+
 // session connects an SDK client over the Unix socket: as root (an admin)
 // with token "", otherwise as the token's caller.
 func (m *mcpEnv) session(t *testing.T, token string, opts *sdk.ClientOptions) *sdk.ClientSession {
@@ -132,7 +151,7 @@ func (m *mcpEnv) sessionAt(t *testing.T, token string, opts *sdk.ClientOptions, 
 	t.Helper()
 	c := sdk.NewClient(&sdk.Implementation{Name: "tcc-test", Version: "1"}, opts)
 	cs, err := c.Connect(context.Background(), &sdk.StreamableClientTransport{
-		Endpoint: mcp.SocketEndpoint, HTTPClient: mcp.SocketClient(m.Socket, token), MaxRetries: -1,
+		Endpoint: api.MCPEndpoint, HTTPClient: socketHTTP(m.Socket, token), MaxRetries: -1,
 	}, &sdk.ClientSessionOptions{ProtocolVersion: version})
 	if err != nil {
 		t.Fatalf("connect: %v", err)
@@ -499,6 +518,55 @@ func TestMCP(t *testing.T) {
 	})
 
 	t.Run("auth", func(t *testing.T) { testAuth(t, m) })
+	t.Run("control API", func(t *testing.T) { testControl(t, m) }) // auth_test.go
+
+	t.Run("stdio bridge reconnects after a restart", func(t *testing.T) {
+		changed := make(chan struct{}, 64)
+		c := sdk.NewClient(&sdk.Implementation{Name: "host", Version: "1"}, &sdk.ClientOptions{ToolListChangedHandler: func(context.Context, *sdk.ToolListChangedRequest) {
+			select {
+			case changed <- struct{}{}:
+			default:
+			}
+		}})
+		cmd := exec.Command(filepath.Join(bin, "tccctl"), "mcp")
+		cmd.Env = append(os.Environ(), "TCC_SOCKET="+m.Socket)
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		host, err := c.Connect(ctx, &sdk.CommandTransport{Command: cmd}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer host.Close()
+		m.Stop()
+		m.Start()
+		m.readTCPURL(t)
+		m.Register("cells/examples/sha256", func(y string) string { return strings.Replace(y, "name: sha256", "name: sha256-restarted", 1) })
+		waitFor(t, 30*time.Second, "sha256-restarted through the bridge after tccd restarted", func() bool {
+			res, err := host.ListTools(ctx, nil)
+			return err == nil && slices.ContainsFunc(res.Tools, func(tool *sdk.Tool) bool { return tool.Name == "sha256-restarted" })
+		})
+		select {
+		case <-changed:
+		default:
+			t.Error("the host got no notifications/tools/list_changed")
+		}
+		r, err := host.CallTool(ctx, &sdk.CallToolParams{Name: "sha256-restarted", Arguments: map[string]any{"text": "abc"}})
+		if err != nil || r.IsError {
+			t.Errorf("call through the reconnected bridge: %v %+v; bridge stderr:\n%s", err, r, stderr.String())
+		}
+	})
+
+	t.Run("stdio bridge exit codes", func(t *testing.T) {
+		if _, errOut, code := m.CtlSplit(nil, "mcp"); code != 0 {
+			t.Errorf("tccctl mcp with stdin closed: exit %d, %s", code, errOut)
+		}
+		cmd := exec.Command(filepath.Join(bin, "tccctl"), "mcp")
+		cmd.Env = append(os.Environ(), "TCC_SOCKET="+m.Socket, "TCC_TOKEN=not-a-token")
+		out, err := cmd.CombinedOutput()
+		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 5 || !strings.Contains(string(out), "not a JWT") {
+			t.Errorf("tccctl mcp with a bad TCC_TOKEN: %v, %s; want exit 5", err, out)
+		}
+	})
 
 	// Last: it changes who uid 4242 is.
 	t.Run("tenants file reloaded on SIGHUP", func(t *testing.T) {
@@ -521,6 +589,10 @@ func TestMCP(t *testing.T) {
 			t.Fatal(err)
 		}
 		waitFor(t, 10*time.Second, "uid 4242 moved to globex", func() bool { return tenantOf() == "globex" })
+		// acme is no longer a tenant: its tokens are refused.
+		if st, _, jerr := rawRPC(t, socketHTTP(m.Socket, ""), api.MCPEndpoint, m.tokens["acme"], "", `{"jsonrpc":"2.0","id":1,"method":"ping"}`); st != 401 || !strings.Contains(fmt.Sprint(jerr["message"]), "no longer in the tenants file") {
+			t.Errorf("a token of a removed tenant: %d %v, want 401", st, jerr)
+		}
 		// A file that does not parse keeps the mapping loaded before.
 		if err := os.WriteFile(path, []byte("tenants: [oops\n"), 0o644); err != nil {
 			t.Fatal(err)

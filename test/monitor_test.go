@@ -1,7 +1,10 @@
 package test
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"os"
 	"slices"
@@ -150,6 +153,22 @@ func TestMonitor(t *testing.T) {
 		if got := p.total("getrusage"); got != 0 {
 			t.Errorf("profile: getrusage %d before any burst, want 0", got)
 		}
+		// The baseline was stored with the registration, in its batch,
+		// and the cell.register event attests it.
+		_, raw, err := e.Client().Profile(context.Background(), "hostile-halt")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var prof struct{ Baseline json.RawMessage }
+		var canon bytes.Buffer // the control API indents its answers
+		if err := json.Unmarshal(raw, &prof); err != nil || json.Compact(&canon, prof.Baseline) != nil {
+			t.Fatalf("profile %s: %v", raw, err)
+		}
+		sum := sha256.Sum256(canon.Bytes())
+		reg := monEvents(t, e, "hostile-halt", "cell.register")
+		if len(reg) != 1 || reg[0].Attrs["baseline_sha256"] != hex.EncodeToString(sum[:]) || reg[0].Attrs["baseline_runs"] != "9" {
+			t.Errorf("cell.register events %+v: want one attesting the baseline (sha256 %x, 9 runs)", reg, sum)
+		}
 	})
 
 	t.Run("getppid histogram", func(t *testing.T) {
@@ -220,6 +239,26 @@ func TestMonitor(t *testing.T) {
 		t.Logf("halted after %d burst syscalls (%.0f/s): ≈ %v after the burst began; launch to exit %v", burst, rate, latency, time.Duration(o.Duration))
 		if latency > 50*time.Millisecond {
 			t.Errorf("the burst ran ≈ %v before the kill (%d syscalls at %.0f/s), want ≤ 50ms", latency, burst, rate)
+		}
+		if after := monProfile(t, e, "hostile-halt").Runs; after != before {
+			t.Errorf("a halted run taught the baseline: runs %d → %d", before, after)
+		}
+	})
+
+	t.Run("deviation after exit halted", func(t *testing.T) {
+		// 4 KiB of random bytes in one write, then exit: a few ms, less
+		// than the first full score (the syscalls are the text example's,
+		// so no novel pair wakes the monitor). Outside the declared band
+		// 0–7 bits/byte, it is seen only in the final counters; under halt
+		// that withholds the result all the same.
+		before := monProfile(t, e, "hostile-halt").Runs
+		o, m := monCall(t, e, "hostile-halt", `{"attack":"entropy","mode":"random","n":4096}`)
+		t.Logf("%s in %v: %s", o.Verdict, time.Duration(o.Duration), o.Message)
+		if o.Verdict != outcome.Halted || len(o.Result) != 0 {
+			t.Fatalf("random output under halt: verdict %s (%s), result %s; want halted, no result", o.Verdict, o.Message, o.Result)
+		}
+		if m.Deviation == nil || !strings.Contains(strings.Join(m.Deviation.Reasons, ";"), "declared band") {
+			t.Errorf("deviation %+v, want one naming the declared band", m.Deviation)
 		}
 		if after := monProfile(t, e, "hostile-halt").Runs; after != before {
 			t.Errorf("a halted run taught the baseline: runs %d → %d", before, after)
@@ -317,9 +356,11 @@ func TestMonitor(t *testing.T) {
 		}
 		// Policy log, no baseline: fail closed all the same. (A cell with
 		// a baseline larger than the budget is not watched at all: internal.)
+		// The run is a few ms: the loss may be seen by a poll, or only in
+		// the final counters after the exit; halted either way.
 		o, m := monCall(t, e, "hostile-nobase", `{"attack":"burst"}`)
-		if o.Verdict != outcome.Halted || m.Fingerprint == nil || !m.Fingerprint.Lost || !strings.Contains(o.Message, "lost events") {
-			t.Errorf("with a tiny pair budget: %s %q, fingerprint %+v; want halted for lost events", o.Verdict, o.Message, m.Fingerprint)
+		if o.Verdict != outcome.Halted || len(o.Result) != 0 || m.Fingerprint == nil || !m.Fingerprint.Lost || !strings.Contains(o.Message, "lost events") {
+			t.Errorf("with a tiny pair budget: %s %q, result %s, fingerprint %+v; want halted for lost events, no result", o.Verdict, o.Message, o.Result, m.Fingerprint)
 		}
 	})
 
@@ -341,6 +382,33 @@ func TestMonitor(t *testing.T) {
 			t.Errorf("undeclared syscall without the monitor: %s, want violation", o.Verdict)
 		}
 	})
+}
+
+// monEvent is the part of a ledger event these tests read.
+type monEvent struct {
+	Seq   uint64            `json:"seq"`
+	Type  string            `json:"type"`
+	Attrs map[string]string `json:"attrs"`
+}
+
+// monEvents returns the events of one type about a cell.
+func monEvents(t *testing.T, e *Env, cell, typ string) []monEvent {
+	t.Helper()
+	rc, err := e.Client().LedgerEvents(context.Background(), api.EventQuery{Last: 100, Cell: cell, Types: []string{typ}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	var evs []monEvent
+	dec := json.NewDecoder(rc)
+	for dec.More() {
+		var ev monEvent
+		if err := dec.Decode(&ev); err != nil {
+			t.Fatal(err)
+		}
+		evs = append(evs, ev)
+	}
+	return evs
 }
 
 // monRename gives a hostile cell.yaml another name (the entrypoint stays).

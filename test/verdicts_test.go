@@ -42,7 +42,9 @@ func TestVerdicts(t *testing.T) {
 		check             func(t *testing.T, o *outcome.Outcome)
 	}{
 		{
-			"ok", "hostile", `{"attack":"pids"}`, outcome.OK, `^$`,
+			// A deviation the monitor logs (policy log) is noted, and is no
+			// concern of this test.
+			"ok", "hostile", `{"attack":"pids"}`, outcome.OK, `^(|cell hostile deviated from its baseline \(logged\))$`,
 			func(t *testing.T, o *outcome.Outcome) {
 				if r := result(t, o); !r.Blocked || r.Count != 1 {
 					t.Errorf("pids result %+v", r)
@@ -139,6 +141,26 @@ func TestVerdicts(t *testing.T) {
 			"no output", "hostile", `{"attack":"bad-output","output":"empty"}`, outcome.InvalidOutput,
 			`^cell hostile returned invalid output: stdout is empty`, noResult,
 		},
+		{
+			// What fits under the cap is a good result; the rest is spaces.
+			// Whether the kernel kills it or it exits first, never ok.
+			"a valid result padded past the output cap, then exit 0", "hostile", `{"attack":"bad-output","output":"padded"}`, outcome.OutputTooLarge,
+			`^cell hostile wrote more than limits\.output \(64KiB\) to stdout( and was killed)?$`,
+			func(t *testing.T, o *outcome.Outcome) {
+				if len(o.Result) != 0 {
+					t.Errorf("result %s from a cell whose stdout passed the cap", o.Result)
+				}
+			},
+		},
+		{
+			"crashed", "hostile", `{"attack":"crash"}`, outcome.Crashed,
+			`^cell hostile was killed by SIGSEGV$`,
+			func(t *testing.T, o *outcome.Outcome) {
+				if o.Signal != "SIGSEGV" || o.ExitCode != -1 || len(o.Result) != 0 {
+					t.Errorf("signal %q, exit %d, result %s; want SIGSEGV, -1, none", o.Signal, o.ExitCode, o.Result)
+				}
+			},
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -177,16 +199,16 @@ func TestVerdicts(t *testing.T) {
 			}
 			status, ae := postRun(t, e, "hostile", in)
 			if status != http.StatusBadRequest || ae.Code != api.CodeBadRequest {
-				t.Errorf("POST /v1/run %s: HTTP %d code %q, want 400 %q", in, status, ae.Code, api.CodeBadRequest)
+				t.Errorf("POST /v1/cells/hostile/run %s: HTTP %d code %q, want 400 %q", in, status, ae.Code, api.CodeBadRequest)
 			}
 		}
 		if after := ledgerSize(t, e); after != before {
 			t.Errorf("refused input appended %d ledger events; want none", after-before)
 		}
-		// Input larger than limits.input (64KiB).
+		// Input larger than limits.input (64KiB): refused before it is read.
 		big := `{"attack":"pids","token":"` + strings.Repeat("a", 70<<10) + `"}`
-		if status, ae := postRun(t, e, "hostile", big); status != http.StatusBadRequest || !strings.Contains(ae.Message, "limits.input") {
-			t.Errorf("oversized input: HTTP %d %q; want 400 naming limits.input", status, ae.Message)
+		if status, ae := postRun(t, e, "hostile", big); status != http.StatusRequestEntityTooLarge || !strings.Contains(ae.Message, "limits.input") {
+			t.Errorf("oversized input: HTTP %d %q; want 413 naming limits.input", status, ae.Message)
 		}
 	})
 	noCellProcesses(t, e)
@@ -392,11 +414,11 @@ func checkWiped(t *testing.T, e *Env, o *outcome.Outcome) {
 	}
 }
 
-// postRun posts a run request and returns the HTTP status and error body.
+// postRun posts input to a cell's run route and returns the HTTP status
+// and error body.
 func postRun(t *testing.T, e *Env, cell, input string) (int, api.Error) {
 	t.Helper()
-	body, _ := json.Marshal(map[string]any{"cell": cell, "input": json.RawMessage(input)})
-	req, _ := http.NewRequest(http.MethodPost, api.BaseURL+"/v1/run", strings.NewReader(string(body)))
+	req, _ := http.NewRequest(http.MethodPost, api.BaseURL+"/v1/cells/"+cell+"/run", strings.NewReader(input))
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := e.Client().HTTPClient().Do(req)
 	if err != nil {

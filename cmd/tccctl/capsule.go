@@ -54,7 +54,11 @@ With -o, also write the capsule as a deterministic .cell tar.`,
 				if err != nil {
 					return err
 				}
-				if err := writeTarFile(c, out); err != nil {
+				var buf bytes.Buffer
+				if err := capsule.WriteTar(c, &buf); err != nil {
+					return err
+				}
+				if err := writeAtomic(out, buf.Bytes()); err != nil {
 					return err
 				}
 			}
@@ -73,16 +77,18 @@ With -o, also write the capsule as a deterministic .cell tar.`,
 	return cmd
 }
 
-func writeTarFile(c *capsule.Capsule, path string) error {
-	var buf bytes.Buffer
-	if err := capsule.WriteTar(c, &buf); err != nil {
-		return err
-	}
+// writeAtomic writes a capsule file (a .cell or .prompt tar) so that it
+// is either the old file or the whole new one, never half written.
+func writeAtomic(path string, data []byte) error {
 	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, buf.Bytes(), 0o644); err != nil {
+	if err := os.WriteFile(tmp, data, 0o644); err != nil {
 		return err
 	}
-	return os.Rename(tmp, path)
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return nil
 }
 
 func newCellSignCmd(g *globals) *cobra.Command {
@@ -156,7 +162,7 @@ verifier key per line; a single NAME.pub works). Exits 4 if it does not.`,
 }
 
 func newCellRegisterCmd(g *globals) *cobra.Command {
-	var tenant string
+	var t api.Tenancy
 	cmd := &cobra.Command{
 		Use:   "register CAPSULE",
 		Short: "Register a signed capsule (directory or .cell) with tccd",
@@ -166,9 +172,15 @@ store and records it in the ledger. The identity is immutable from then on.
 
 The first cell of a name has no parent; every later one must name the
 current head as its parent in cell.yaml, or registration fails and says what
-the head is. Admin only (root or tccd's admin group).`,
+the head is. Admin only (root or tccd's admin group).
+
+--tenant makes a first version visible to that tenant only (default: every
+tenant). A new version keeps its parent's tenant; giving another --tenant
+(--tenant '' for every tenant) is refused unless --change-tenant is given too.`,
 		Example: `  tccctl cell register sha256.cell
-  tccctl cell register cells/examples/json-query --tenant acme`,
+  tccctl cell register cells/examples/json-query --tenant acme
+  tccctl cell register json-query-v2.cell                        # stays acme's
+  tccctl cell register json-query-v3.cell --tenant '' --change-tenant   # now shared`,
 		Args: args("CAPSULE"),
 		RunE: func(cmd *cobra.Command, a []string) error {
 			c, err := capsule.Open(a[0])
@@ -179,7 +191,8 @@ the head is. Admin only (root or tccd's admin group).`,
 			if err := capsule.WriteTar(c, &buf); err != nil {
 				return err
 			}
-			r, err := g.client().Register(cmd.Context(), io.Reader(&buf), tenant)
+			t.Set = cmd.Flags().Changed("tenant")
+			r, err := g.client().RegisterAs(cmd.Context(), &buf, t)
 			if err != nil {
 				return err
 			}
@@ -194,9 +207,15 @@ the head is. Admin only (root or tccd's admin group).`,
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&tenant, "tenant", "", "register for this tenant only (default: every tenant)")
+	addTenancy(cmd, &t)
 	addJSON(cmd, g)
 	return cmd
+}
+
+// addTenancy adds --tenant and --change-tenant to a register verb.
+func addTenancy(cmd *cobra.Command, t *api.Tenancy) {
+	cmd.Flags().StringVar(&t.Tenant, "tenant", "", "the tenant it is for; '' for every tenant (default: the parent's, or every tenant for a first version)")
+	cmd.Flags().BoolVar(&t.Change, "change-tenant", false, "allow a --tenant other than the parent's")
 }
 
 func newCellInspectCmd(g *globals) *cobra.Command {

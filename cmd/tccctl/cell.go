@@ -4,6 +4,8 @@ import (
 	"fmt"
 
 	"github.com/spf13/cobra"
+
+	"github.com/trustcells/tcc/daemon/api"
 )
 
 func newCellCmd(g *globals) *cobra.Command {
@@ -38,7 +40,12 @@ func newCellListCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "list",
 		Short: "List registered cells: each name with its head",
-		Args:  args(),
+		Long: `List every cell name you may see (shared ones and your tenant's; admins see
+all), with its head identity, phase, number of versions, tenant and when the
+head was registered. A name whose every version is revoked has no head.`,
+		Example: `  tccctl cell list
+  tccctl cell list --json`,
+		Args: args(),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cells, err := g.client().Cells(cmd.Context())
 			if err != nil {
@@ -64,7 +71,13 @@ func newCellLineageCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "lineage NAME",
 		Short: "Show every identity a cell name has had, oldest first, and head moves",
-		Args:  args("NAME"),
+		Long: `Show NAME's history: every identity registered under it (oldest first, with
+its parent, the ledger event that registered it, and whether it is the head
+or revoked), then each rollback or revocation that moved the head. Versions
+of another tenant are left out.`,
+		Example: `  tccctl cell lineage sha256
+  tccctl cell lineage sha256 --json`,
+		Args: args("NAME"),
 		RunE: func(cmd *cobra.Command, a []string) error {
 			l, err := g.client().Lineage(cmd.Context(), a[0])
 			if err != nil {
@@ -104,15 +117,19 @@ func newCellLineageCmd(g *globals) *cobra.Command {
 }
 
 func newCellRollbackCmd(g *globals) *cobra.Command {
+	var changeTenant bool
 	cmd := &cobra.Command{
 		Use:   "rollback NAME IDENTITY",
 		Short: "Move a name's head back to an earlier identity (recorded; history is kept)",
 		Long: `Move NAME's head back to IDENTITY, an earlier registered, unrevoked identity
 of the same name. The move is an event in the ledger; nothing is deleted, and
-a later registration must name the new head as its parent.`,
+a later registration must name the new head as its parent. Moving to an
+identity of another tenant than the head's needs --change-tenant. Admin only.`,
+		Example: `  tccctl cell rollback sha256 sha256:3f2a
+  tccctl cell rollback json-query sha256:9c1e --change-tenant`,
 		Args: args("NAME", "IDENTITY"),
 		RunE: func(cmd *cobra.Command, a []string) error {
-			m, err := g.client().Rollback(cmd.Context(), a[0], a[1])
+			m, err := g.client().RollbackAs(cmd.Context(), a[0], api.RollbackRequest{To: a[1], ChangeTenant: changeTenant})
 			if err != nil {
 				return err
 			}
@@ -123,6 +140,7 @@ a later registration must name the new head as its parent.`,
 			return nil
 		},
 	}
+	cmd.Flags().BoolVar(&changeTenant, "change-tenant", false, "allow moving to an identity of another tenant than the head's")
 	addJSON(cmd, g)
 	return cmd
 }
@@ -164,7 +182,12 @@ func newCellSyscallsCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "syscalls CELL",
 		Short: "Print the final seccomp allow-list of a registered cell",
-		Args:  args("CELL"),
+		Long: `Print, one per line, every syscall the seccomp filter of CELL (a name: its
+head; or an identity) allows: the base every cell gets, its groups and its
+extra syscalls. Everything else kills the call. The summary goes to stderr.`,
+		Example: `  tccctl cell syscalls sha256
+  tccctl cell syscalls sha256:3f2a --json`,
+		Args: args("CELL"),
 		RunE: func(cmd *cobra.Command, a []string) error {
 			s, err := g.client().Syscalls(cmd.Context(), a[0])
 			if err != nil {

@@ -10,6 +10,7 @@ import (
 	"io"
 	"maps"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -86,18 +87,21 @@ once, over a channel you trust, not with every export.`,
 }
 
 func newLedgerCheckpointCmd(g *globals) *cobra.Command {
-	var latest bool
+	var keep bool
 	cmd := &cobra.Command{
 		Use:   "checkpoint",
-		Short: "Sign a checkpoint now and print it",
-		Long: `Ask tccd to sign a checkpoint covering every event appended so far and print
-it: a C2SP signed note (origin, tree size, base64 root hash, signature).
-Keep it: 'tccctl ledger consistency SIZE' later proves that the log still
-extends it. --latest prints the newest stored checkpoint without signing.`,
+		Short: "Print the latest signed checkpoint",
+		Long: `Print the ledger's latest checkpoint, which covers every event appended so
+far: a C2SP signed note (origin, tree size, base64 root hash, signature).
+tccd signs one with every group of events it commits.
+
+Save it: 'tccctl ledger consistency SIZE' later proves that the log still
+extends it, which is how a rewritten log is caught. --keep (admins) also
+has tccd keep it, so that the consistency proof document carries it.`,
 		Example: `  tccctl ledger checkpoint > cp-$(date +%F).txt`,
 		Args:    args(),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cp, err := g.client().LedgerCheckpoint(cmd.Context(), !latest)
+			cp, err := g.client().LedgerCheckpoint(cmd.Context(), keep)
 			if err != nil {
 				return err
 			}
@@ -108,7 +112,7 @@ extends it. --latest prints the newest stored checkpoint without signing.`,
 			return nil
 		},
 	}
-	cmd.Flags().BoolVar(&latest, "latest", false, "print the newest stored checkpoint; sign nothing")
+	cmd.Flags().BoolVar(&keep, "keep", false, "have tccd keep this checkpoint too (admins)")
 	addJSON(cmd, g)
 	return cmd
 }
@@ -267,7 +271,7 @@ func newLedgerProveCmd(g *globals) *cobra.Command {
 		Short: "Prove that an event is in the log (inclusion proof)",
 		Long: `Print a self-contained proof that the event at SEQ is in the log: the
 event's exact bytes, its RFC 6962 audit path and the signed checkpoint the
-path leads to (signed now if the latest does not cover SEQ yet).
+path leads to (the latest, which covers every event).
 
 --json prints the proof document (format tcc-proof/v1, one line; see
 docs/notes/003-ledger.md): save it and check it anywhere with
@@ -363,15 +367,11 @@ YOUR-SAVED-CHECKPOINT' also checks the signatures, against your own copy.`,
 
 // checkTreeOnly checks a consistency proof's hashes without a key.
 func checkTreeOnly(p *audit.ConsistencyProof) error {
-	body := func(s string) (audit.Checkpoint, error) {
-		text, _, _ := strings.Cut(s, "\n\n")
-		return audit.ParseCheckpoint(text + "\n")
-	}
-	oldCP, err := body(p.OldCheckpoint)
+	oldCP, err := audit.UnverifiedCheckpoint([]byte(p.OldCheckpoint))
 	if err != nil {
 		return err
 	}
-	newCP, err := body(p.NewCheckpoint)
+	newCP, err := audit.UnverifiedCheckpoint([]byte(p.NewCheckpoint))
 	if err != nil {
 		return err
 	}
@@ -387,7 +387,7 @@ func newLedgerExportCmd(g *globals) *cobra.Command {
 		Use:   "export [--from SEQ] [--to SEQ] [--tenant T] [-o FILE]",
 		Short: "Export events as signed JSON Lines for offline verification",
 		Long: `Write an export of the ledger (format tcc-audit/v1, JSON Lines): a header
-with a checkpoint tccd signs for the export, one line per event with its
+with the latest checkpoint (tccd keeps it), one line per event with its
 inclusion proof in that checkpoint, and a trailer signed with the ledger
 key over every line above it. 'tccctl ledger verify FILE --key K' checks it
 with no daemon: a changed, removed, added, reordered or truncated line is
@@ -406,37 +406,47 @@ other events. Callers who are not admins always export their own tenant.`,
 				return err
 			}
 			defer body.Close()
-			w := cmd.OutOrStdout()
-			if out != "" {
-				f, err := os.OpenFile(out, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-				if err != nil {
-					return err
-				}
-				defer f.Close()
-				w = f
+			if out == "" {
+				return copyExport(cmd.OutOrStdout(), body)
 			}
-			// The last line must be the trailer: otherwise tccd stopped
-			// half-way and the file is useless (and would not verify).
-			var last lastLine
-			if _, err := io.Copy(io.MultiWriter(w, &last), body); err != nil {
+			// Written beside the target and renamed when whole, so FILE is
+			// either a complete export or untouched.
+			f, err := os.CreateTemp(filepath.Dir(out), "."+filepath.Base(out)+".*")
+			if err != nil {
 				return fmt.Errorf("export: %w", err)
 			}
-			var t struct{ Kind string }
-			if json.Unmarshal(last.line(), &t) != nil || t.Kind != "end" {
-				return errors.New("export: the stream ended before its signed trailer; tccd's log says why. Run the export again")
+			defer os.Remove(f.Name()) // fails harmlessly after the rename
+			err = copyExport(f, body)
+			if cerr := f.Close(); err == nil {
+				err = cerr
 			}
-			if out != "" {
-				return w.(*os.File).Close()
+			if err == nil {
+				err = os.Rename(f.Name(), out)
 			}
-			return nil
+			return err
 		},
 	}
 	f := cmd.Flags()
 	f.Uint64Var(&q.From, "from", 0, "first seq to export")
 	f.Uint64Var(&q.To, "to", 0, "export seqs before this one (default: up to the checkpoint)")
 	f.StringVar(&q.Tenant, "tenant", "", "export only this tenant's events")
-	f.StringVarP(&out, "output", "o", "", "write to FILE (mode 0600) instead of standard output")
+	f.StringVarP(&out, "output", "o", "", "write to FILE (mode 0600), only once the export is whole, instead of standard output")
 	return cmd
+}
+
+// copyExport copies an export stream and checks that it ended with its
+// trailer: otherwise tccd stopped half-way and the copy is useless (it
+// would not verify either).
+func copyExport(w io.Writer, body io.Reader) error {
+	var last lastLine
+	if _, err := io.Copy(io.MultiWriter(w, &last), body); err != nil {
+		return fmt.Errorf("export: %w; tccd's log says why. Run the export again", err)
+	}
+	var t struct{ Kind string }
+	if json.Unmarshal(last.line(), &t) != nil || t.Kind != "end" {
+		return errors.New("export: the stream ended before its signed trailer; tccd's log says why. Run the export again")
+	}
+	return nil
 }
 
 // lastLine remembers the last complete line written through it.

@@ -2,15 +2,17 @@
 // and everything you ask of a running tccd (register, inspect, lineage,
 // rollback, revoke, run, ledger, tokens, status), plus the MCP stdio bridge.
 //
-// Exit codes:
+// Exit codes (README.md has the same table; test/exitcodes_test.go checks it):
 //
 //	0  success
 //	1  the operation failed (the message says why)
-//	2  usage error: unknown command or flag, wrong arguments
-//	3  tccd could not be reached on its socket
+//	2  usage error: unknown command or flag, a missing argument or required
+//	   flag, input that is not JSON
+//	3  tccd could not be reached on its socket (nothing was sent)
 //	4  verification failed: a signature, digest or trust check refused a capsule,
 //	   an audit export or proof did not verify, or a replay did not reproduce
-//	5  not permitted: the daemon refused the caller
+//	5  not permitted: the daemon refused the caller (a refused token, a
+//	   missing scope, an admin verb)
 //	6  the cell ran but its verdict was not ok (run, replay)
 package main
 
@@ -20,6 +22,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -49,15 +52,16 @@ func usageErrorf(format string, args ...any) error {
 	return &exitError{code: exitUsage, err: fmt.Errorf(format, args...)}
 }
 
-// globals are the flags every verb shares.
+// globals are the flags and environment every verb shares.
 type globals struct {
 	socket string
+	token  string // TCC_TOKEN: act as the token's caller, not by peer credentials
 	json   bool
 }
 
 func (g *globals) client() *api.Client {
 	c := api.NewClient(g.socket)
-	c.Token = os.Getenv("TCC_TOKEN")
+	c.Token = g.token
 	return c
 }
 
@@ -96,7 +100,7 @@ func exitCode(err error) int {
 }
 
 func newRoot() *cobra.Command {
-	g := &globals{}
+	g := &globals{token: os.Getenv("TCC_TOKEN")}
 	root := &cobra.Command{
 		Use:   "tccctl",
 		Short: "Control TCC: pack, sign and register cells, run them, audit the ledger",
@@ -114,9 +118,18 @@ A first session:
   tccctl cell register sha256.cell
   tccctl run sha256 --input '{"text":"abc"}'
 
-tccctl finds the daemon through --socket, or TCC_SOCKET, or ` + api.DefaultSocket + `.`,
+tccctl finds the daemon through --socket, or TCC_SOCKET, or ` + api.DefaultSocket + `.
+With TCC_TOKEN set, tccd knows you by that bearer token instead of your user.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		// Cobra's own "required flag(s) not set" error has no type to map to
+		// an exit code; checking here, before cobra does, makes it exit 2.
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			if err := cmd.ValidateRequiredFlags(); err != nil {
+				return &exitError{code: exitUsage, err: fmt.Errorf("%s: %w (usage: %s)", cmd.CommandPath(), err, cmd.UseLine())}
+			}
+			return nil
+		},
 	}
 	sock := os.Getenv("TCC_SOCKET")
 	if sock == "" {
@@ -127,17 +140,37 @@ tccctl finds the daemon through --socket, or TCC_SOCKET, or ` + api.DefaultSocke
 		return &exitError{code: exitUsage, err: err}
 	})
 	root.AddCommand(
-		newKeyCmd(g),
-		newCellCmd(g),
+		group(newKeyCmd(g)),
+		group(newCellCmd(g)),
 		newRunCmd(g),
 		newStatusCmd(g),
-		newLedgerCmd(g), // ledger.go
-		newTokenCmd(g),  // token.go
-		newVaultCmd(g),  // vault.go
-		newMCPCmd(g),    // mcp.go
-		newPromptCmd(g), // prompt.go
+		group(newLedgerCmd(g)), // ledger.go
+		group(newTokenCmd(g)),  // token.go
+		group(newVaultCmd(g)),  // vault.go
+		newMCPCmd(g),           // mcp.go
+		group(newPromptCmd(g)), // prompt.go
 	)
-	return root
+	return group(root)
+}
+
+// group makes cmd a group of verbs: alone it prints its help; an unknown
+// verb is a usage error (exit 2). Cobra would print the help and exit 0
+// for the latter in a subgroup, and give an error without a type for it
+// at the root.
+func group(cmd *cobra.Command) *cobra.Command {
+	cmd.SuggestionsMinimumDistance = 2
+	cmd.Args = func(cmd *cobra.Command, a []string) error {
+		if len(a) == 0 {
+			return nil
+		}
+		hint := ""
+		if s := cmd.SuggestionsFor(a[0]); len(s) > 0 {
+			hint = "; did you mean " + strings.Join(s, " or ") + "?"
+		}
+		return usageErrorf("unknown command %q for %q%s (%s --help lists them)", a[0], cmd.CommandPath(), hint, cmd.CommandPath())
+	}
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error { return cmd.Help() }
+	return cmd
 }
 
 // args returns a cobra.PositionalArgs that wants exactly the named
@@ -151,6 +184,17 @@ func args(names ...string) cobra.PositionalArgs {
 			return usageErrorf("%s: missing %s (usage: %s)", cmd.CommandPath(), names[len(a)], cmd.UseLine())
 		}
 		return usageErrorf("%s: too many arguments (usage: %s)", cmd.CommandPath(), cmd.UseLine())
+	}
+}
+
+// optionalArgs returns a cobra.PositionalArgs that takes up to the named
+// arguments.
+func optionalArgs(names ...string) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, a []string) error {
+		if len(a) > len(names) {
+			return usageErrorf("%s: too many arguments (usage: %s)", cmd.CommandPath(), cmd.UseLine())
+		}
+		return nil
 	}
 }
 

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"os"
 
@@ -33,16 +32,22 @@ MCP Inspector:
 
   npx @modelcontextprotocol/inspector tccctl mcp
 
-Diagnostics go to stderr; stdout carries only MCP.`,
+If tccd restarts, the bridge reconnects (retrying for as long as the host
+keeps it running), lists everything again and tells the host that its lists
+changed; calls made while tccd is away fail with an error saying so.
+
+Diagnostics go to stderr; stdout carries only MCP. Exit codes: 3 if tccd
+cannot be reached at start, 5 if it refuses TCC_TOKEN.`,
 		Args: args(),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			token := os.Getenv("TCC_TOKEN")
 			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: slog.LevelWarn}))
-			// Fail fast, with the usual exit code, when nothing answers.
-			if _, err := os.Stat(g.socket); err != nil {
-				return fmt.Errorf("%w on %s: %v (is tccd running? set --socket or TCC_SOCKET)", api.ErrUnreachable, g.socket, err)
+			c := g.client()
+			// Fail fast, with the usual exit codes, when nothing answers (3)
+			// or the token is refused (5), before the host sees a server.
+			if _, err := c.Status(cmd.Context()); err != nil {
+				return err
 			}
-			upstream := &sdk.StreamableClientTransport{Endpoint: mcp.SocketEndpoint, HTTPClient: mcp.SocketClient(g.socket, token), MaxRetries: -1}
+			upstream := &sdk.StreamableClientTransport{Endpoint: api.MCPEndpoint, HTTPClient: c.HTTPClient(), MaxRetries: -1}
 			err := mcp.Bridge(cmd.Context(), &sdk.StdioTransport{}, upstream, version(), log)
 			if errors.Is(err, context.Canceled) {
 				return nil

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -15,45 +14,8 @@ import (
 
 	"github.com/trustcells/tcc/cells/capsule"
 	"github.com/trustcells/tcc/daemon/api"
+	"github.com/trustcells/tcc/kernel/outcome"
 )
-
-// profileView is what `cell profile` prints of GET /v1/cells/{ref}/profile
-// (daemon.Profile; --json prints the answer as received).
-type profileView struct {
-	Identity        string      `json:"identity"`
-	Name            string      `json:"name"`
-	Monitor         api.Feature `json:"monitor"`
-	Policy          string      `json:"policy"`
-	Threshold       float64     `json:"threshold"`
-	DeclaredEntropy *band       `json:"declared_entropy"`
-	Learned         bool        `json:"learned"`
-	ProbationRuns   int         `json:"probation_runs"`
-	Runs            int         `json:"runs"`
-	UnrecordedRuns  int         `json:"unrecorded_runs"`
-	RecordedSeq     uint64      `json:"recorded_seq"`
-	Syscalls        []struct {
-		Name   string  `json:"name"`
-		Nr     uint32  `json:"nr"`
-		Total  uint64  `json:"total"`
-		PerRun float64 `json:"per_run"`
-	} `json:"syscalls"`
-	DistinctPairs int   `json:"distinct_pairs"`
-	Entropy       *band `json:"entropy"`
-	Max           *struct {
-		Syscalls     uint64 `json:"syscalls"`
-		BytesWritten uint64 `json:"bytes_written"`
-		Forks        uint64 `json:"forks"`
-		Threads      uint64 `json:"threads"`
-		Execs        uint64 `json:"execs"`
-		CPUNS        int64  `json:"cpu_ns"`
-		PeakMemory   uint64 `json:"peak_memory"`
-	} `json:"max"`
-}
-
-type band struct {
-	Min float64 `json:"min"`
-	Max float64 `json:"max"`
-}
 
 func newCellProfileCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
@@ -71,19 +33,15 @@ policy (log, throttle, halt) says what happens when one deviates.`,
   tccctl cell profile sha256:3f2a --json`,
 		Args: args("NAME|IDENTITY"),
 		RunE: func(cmd *cobra.Command, a []string) error {
-			var raw json.RawMessage
-			if err := g.client().Do(cmd.Context(), http.MethodGet, "/v1/cells/"+url.PathEscape(a[0])+"/profile", nil, "", &raw); err != nil {
+			p, raw, err := g.client().Profile(cmd.Context(), a[0])
+			if err != nil {
 				return err
 			}
 			out := cmd.OutOrStdout()
 			if g.json {
 				return printJSON(out, raw)
 			}
-			var p profileView
-			if err := json.Unmarshal(raw, &p); err != nil {
-				return fmt.Errorf("decode profile: %w", err)
-			}
-			printProfile(out, &p)
+			printProfile(out, p)
 			return nil
 		},
 	}
@@ -91,7 +49,7 @@ policy (log, throttle, halt) says what happens when one deviates.`,
 	return cmd
 }
 
-func printProfile(out io.Writer, p *profileView) {
+func printProfile(out io.Writer, p *api.Profile) {
 	w := table(out)
 	kv(w, "cell", p.Name+" "+p.Identity)
 	mon := "available"
@@ -143,32 +101,6 @@ func iec(n uint64) string {
 	return fmt.Sprintf("%d B", n)
 }
 
-// adviceView is what `cell advise` prints of POST /v1/advise (daemon.Advice).
-type adviceView struct {
-	Name     string `json:"name"`
-	Identity string `json:"identity"`
-	Rule     string `json:"rule"`
-	YAML     string `json:"yaml"`
-	Syscalls struct {
-		Groups    []string            `json:"groups"`
-		Extra     []string            `json:"extra"`
-		Covers    map[string][]string `json:"covers"`
-		Unused    []string            `json:"unused"`
-		Forbidden map[string]string   `json:"forbidden"`
-		Unknown   []string            `json:"unknown"`
-	} `json:"syscalls"`
-	Missing  []string `json:"missing"`
-	Unneeded []string `json:"unneeded"`
-	Granted  []string `json:"granted"`
-	Examples []struct {
-		Name    string `json:"name"`
-		Run     int    `json:"run"`
-		Verdict string `json:"verdict"`
-		Message string `json:"message"`
-		Syscall string `json:"syscall"`
-	} `json:"examples"`
-}
-
 func newCellAdviseCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "advise CAPSULE",
@@ -214,7 +146,7 @@ the daemon runs the capsule's code.`,
 			if g.json {
 				return printJSON(cmd.OutOrStdout(), raw)
 			}
-			var v adviceView
+			var v api.Advice
 			if err := json.Unmarshal(raw, &v); err != nil {
 				return fmt.Errorf("decode advice: %w", err)
 			}
@@ -227,10 +159,10 @@ the daemon runs the capsule's code.`,
 	return cmd
 }
 
-func printAdvice(out io.Writer, v *adviceView) {
+func printAdvice(out io.Writer, v *api.Advice) {
 	fmt.Fprintf(out, "\n%s %s: %d example runs under the permissive profile\n", v.Name, v.Identity, len(v.Examples))
 	for _, e := range v.Examples {
-		if e.Verdict != "ok" {
+		if e.Verdict != outcome.OK {
 			fmt.Fprintf(out, "  example %s (run %d): %s: %s\n", e.Name, e.Run, e.Verdict, e.Message)
 		}
 	}

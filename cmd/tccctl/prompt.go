@@ -5,11 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 	"strings"
 
 	"github.com/spf13/cobra"
 
+	"github.com/trustcells/tcc/daemon/api"
 	"github.com/trustcells/tcc/internal/keys"
 	"github.com/trustcells/tcc/mcp/prompt"
 )
@@ -64,7 +64,7 @@ func newPromptPackCmd(g *globals) *cobra.Command {
 				if err := c.WriteTar(&buf); err != nil {
 					return err
 				}
-				if err := os.WriteFile(out, buf.Bytes(), 0o644); err != nil {
+				if err := writeAtomic(out, buf.Bytes()); err != nil { // capsule.go
 					return err
 				}
 			}
@@ -112,13 +112,15 @@ func newPromptSignCmd(g *globals) *cobra.Command {
 }
 
 func newPromptRegisterCmd(g *globals) *cobra.Command {
-	var tenant string
+	var t api.Tenancy
 	cmd := &cobra.Command{
 		Use:   "register CAPSULE",
 		Short: "Register a signed prompt capsule with tccd (admin)",
 		Long: `Send CAPSULE to tccd, which verifies its signature against its trust file and
 records it in the ledger (a prompt.register event). The first prompt of a
-name has no parent; every later one must name the current head as parent.`,
+name has no parent; every later one must name the current head as parent.
+A new version keeps its parent's tenant unless --tenant and --change-tenant
+say otherwise (as for cell register).`,
 		Example: `  tccctl prompt register audit-review.prompt --tenant acme`,
 		Args:    args("CAPSULE"),
 		RunE: func(cmd *cobra.Command, a []string) error {
@@ -130,7 +132,8 @@ name has no parent; every later one must name the current head as parent.`,
 			if err := c.WriteTar(&buf); err != nil {
 				return err
 			}
-			r, err := g.client().RegisterPrompt(cmd.Context(), &buf, tenant)
+			t.Set = cmd.Flags().Changed("tenant")
+			r, err := g.client().RegisterPrompt(cmd.Context(), &buf, t)
 			if err != nil {
 				return err
 			}
@@ -145,7 +148,7 @@ name has no parent; every later one must name the current head as parent.`,
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&tenant, "tenant", "", "register for this tenant only (default: every tenant)")
+	addTenancy(cmd, &t) // capsule.go
 	addJSON(cmd, g)
 	return cmd
 }
@@ -154,7 +157,12 @@ func newPromptListCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "list",
 		Short: "List registered prompts: each name with its head",
-		Args:  args(),
+		Long: `List every prompt name you may see (shared ones and your tenant's; admins
+see all) with its head identity, number of arguments and versions, tenant
+and when the head was registered.`,
+		Example: `  tccctl prompt list
+  tccctl prompt list --json`,
+		Args: args(),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ps, err := g.client().Prompts(cmd.Context())
 			if err != nil {
@@ -180,7 +188,12 @@ func newPromptShowCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "show NAME|IDENTITY",
 		Short: "Show a registered prompt (a name shows its head) and its lineage",
-		Args:  args("NAME|IDENTITY"),
+		Long: `Show a registered prompt: its identity, parent, tenant, signers and the
+ledger event that registered it, the canonical prompt, and the lineage of
+its name (oldest first, the head marked *).`,
+		Example: `  tccctl prompt show audit-review
+  tccctl prompt show sha256:5d1c --json`,
+		Args: args("NAME|IDENTITY"),
 		RunE: func(cmd *cobra.Command, a []string) error {
 			p, err := g.client().Prompt(cmd.Context(), a[0])
 			if err != nil {

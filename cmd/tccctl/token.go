@@ -63,7 +63,12 @@ func newTokenRevokeCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "revoke JTI",
 		Short: "Revoke a token by its id; it is refused from its next request on",
-		Args:  args("JTI"),
+		Long: `Revoke the token whose id (jti) is JTI, as tccctl token list shows it. The
+revocation is a token.revoke event; every request that carries the token is
+refused from then on (401), including those of MCP sessions opened with it.
+Admin only.`,
+		Example: `  tccctl token revoke 0190f1c2-7a3b-7c4d-9e5f-0123456789ab`,
+		Args:    args("JTI"),
 		RunE: func(cmd *cobra.Command, a []string) error {
 			r, err := g.client().RevokeToken(cmd.Context(), a[0])
 			if err != nil {
@@ -84,7 +89,12 @@ func newTokenListCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "list",
 		Short: "List issued tokens (ids, tenants, scopes, status; never the tokens)",
-		Args:  args(),
+		Long: `List every token tccd issued: its id, tenant, scopes, expiry, status
+(active, expired or revoked) and who issued it. tccd keeps records, never
+the tokens themselves. Admin only.`,
+		Example: `  tccctl token list
+  tccctl token list --json`,
+		Args: args(),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ts, err := g.client().Tokens(cmd.Context())
 			if err != nil {

@@ -61,12 +61,13 @@ func newVaultListCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "list [TENANT]",
 		Short: "List documents (of TENANT, or every one you may see)",
-		Args: func(cmd *cobra.Command, a []string) error {
-			if len(a) > 1 {
-				return usageErrorf("%s: too many arguments (usage: %s)", cmd.CommandPath(), cmd.UseLine())
-			}
-			return nil
-		},
+		Long: `List vault documents: an admin sees every tenant's, or TENANT's; a tenant's
+caller (with scope resources:read) sees its own tenant's only. Each line
+has the document's vault URI, MIME type, size, digest, last update and
+alias.`,
+		Example: `  tccctl vault list
+  tccctl vault list acme --json`,
+		Args: optionalArgs("TENANT"),
 		RunE: func(cmd *cobra.Command, a []string) error {
 			tenant := ""
 			if len(a) == 1 {

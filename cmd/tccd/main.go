@@ -53,8 +53,9 @@ It listens on a Unix socket (control API and MCP at /mcp), and with
 by their peer credentials or a bearer token (tccctl token issue); root and
 the --admin-group are admins (register, rollback, revoke), --tenants maps
 other users to a tenant and MCP scopes. Stop it with SIGTERM or SIGINT: running calls are cancelled and
-their sandboxes wiped before it exits. SIGHUP re-reads the trust file (if it
-does not parse, the keys trusted before are kept and the error is logged).`,
+their sandboxes wiped before it exits. SIGHUP re-reads the trust file and
+the tenants file (one that does not parse is logged and the previous one
+kept); tokens of a tenant no longer in the tenants file are refused.`,
 		Example: `  tccd --trust /etc/tcc/trust
   tccd --state-dir /tmp/tcc --socket /tmp/tcc.sock --trust dev.pub`,
 		Args:          cobra.NoArgs,
@@ -84,9 +85,6 @@ does not parse, the keys trusted before are kept and the error is logged).`,
 				return err
 			}
 			cfg.BlobCap = bc
-			if cfg.BlobRetention == 0 {
-				cfg.BlobRetention = -1 // 0 on the command line: keep until the cap evicts
-			}
 			if cfg.UnsafeTestProfiles && os.Getenv(unsafeTestEnv) != "1" {
 				return errors.New("--unsafe-test-profiles weakens every seccomp filter and is for adversarial tests only; it is refused unless " + unsafeTestEnv + "=1 is also set in the environment. Never use it in production")
 			}
@@ -109,7 +107,7 @@ does not parse, the keys trusted before are kept and the error is logged).`,
 	f.StringVar(&cfg.AdminGroup, "admin-group", "", "group (name or gid) whose members are admins besides root")
 	f.StringVar(&cfg.Tenants, "tenants", "", "tenants file (YAML): local users and groups → tenant and MCP scopes; see docs/MCP.md")
 	f.StringVar(&cfg.ListenTCP, "listen-tcp", "", "also serve MCP (only /mcp) on this loopback address, e.g. 127.0.0.1:8765; other addresses are refused")
-	f.StringVar(&cfg.LedgerKey, "ledger-key", "", "note signer key for ledger checkpoints (default <state-dir>/keys/ledger.key, created on first start)")
+	f.StringVar(&cfg.LedgerKey, "ledger-key", "", "note signer key for ledger checkpoints (default <state-dir>/keys/tcc-ledger.key, created on the first start only; keep it off the state disk)")
 	f.IntVar(&cfg.MaxSandboxes, "max-sandboxes", 0, "concurrent sandboxes (default 2 per CPU)")
 	f.IntVar(&cfg.MaxQueue, "max-queue", 64, "calls that may wait for a sandbox before callers get 'busy'")
 	f.StringVar(&blobCapFlag, "blob-cap", "1GiB", "bytes of call inputs and outputs kept for 'tccctl ledger replay' (oldest evicted first); 0 keeps none")
@@ -129,7 +127,7 @@ does not parse, the keys trusted before are kept and the error is logged).`,
 // blobCap parses --blob-cap: a size such as 512MiB, or 0 to keep nothing.
 func blobCap(s string) (int64, error) {
 	if s == "0" {
-		return -1, nil
+		return 0, nil
 	}
 	n, err := manifest.ParseSize(s)
 	if err != nil || n <= 0 {

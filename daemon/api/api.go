@@ -28,12 +28,16 @@ const (
 	CodeBadRequest   Code = "bad_request"  // malformed request or input
 	CodeNotFound     Code = "not_found"    // no such cell, event or token
 	CodeAmbiguous    Code = "ambiguous"    // an identity prefix matches several cells
+	CodeUnauthorized Code = "unauthorized" // the bearer token was refused (HTTP 401)
 	CodeForbidden    Code = "forbidden"    // the caller may not do this
 	CodeVerification Code = "verification" // signature, digest or trust check failed
 	CodeLineage      Code = "lineage"      // parent/head rules refused the change
 	CodeExists       Code = "exists"       // already registered
 	CodeRevoked      Code = "revoked"      // the identity is revoked
 	CodeBusy         Code = "busy"         // admission queue full; retry later
+	CodeConflict     Code = "conflict"     // not now: e.g. replaying a call that has not ended
+	CodeEvicted      Code = "evicted"      // a replay's input is no longer in the blob store
+	CodeTooLarge     Code = "too_large"    // the request body is over its cap (HTTP 413)
 	CodeUnavailable  Code = "unavailable"  // a subsystem is not available
 	CodeInternal     Code = "internal"
 )
@@ -43,12 +47,12 @@ type Status struct {
 	Version   string    `json:"version"`
 	PID       int       `json:"pid"`
 	Started   time.Time `json:"started"`
-	StateDir  string    `json:"state_dir"`
-	Socket    string    `json:"socket"`
+	StateDir  string    `json:"state_dir,omitempty"` // admins only
+	Socket    string    `json:"socket,omitempty"`    // admins only
 	Kernel    string    `json:"kernel"`
-	Cgroups   string    `json:"cgroups"` // "hybrid" or "unified"
-	Cells     int       `json:"cells"`   // names with a head
-	Trusted   []string  `json:"trusted"` // signer key names in the trust file
+	Cgroups   string    `json:"cgroups"`           // "hybrid" or "unified"
+	Cells     int       `json:"cells"`             // names with a head the caller may see
+	Trusted   []string  `json:"trusted,omitempty"` // signer key names in the trust file; admins only
 	Ledger    Ledger    `json:"ledger"`
 	Sandboxes Sandboxes `json:"sandboxes"`
 	Monitor   Feature   `json:"monitor"`
@@ -59,6 +63,9 @@ type Status struct {
 type Ledger struct {
 	Size       uint64 `json:"size"`
 	Checkpoint string `json:"checkpoint,omitempty"` // signed note
+	// KeyWarning says why the checkpoint key's location weakens the
+	// evidence (it lives on the state disk); "" when it does not.
+	KeyWarning string `json:"key_warning,omitempty"`
 }
 
 // Sandboxes reports admission.
@@ -144,8 +151,12 @@ type Registered struct {
 }
 
 // RollbackRequest moves a name's head to an earlier identity.
+// ChangeTenant allows the move when that identity belongs to another
+// tenant than the head (or is shared while the head is not, or the other
+// way round).
 type RollbackRequest struct {
-	To string `json:"to"`
+	To           string `json:"to"`
+	ChangeTenant bool   `json:"change_tenant,omitempty"`
 }
 
 // HeadMoved is the answer to a rollback or revoke.
@@ -156,11 +167,12 @@ type HeadMoved struct {
 	Seq  uint64 `json:"seq"`
 }
 
-// RunRequest calls a cell once. Cell is a name (its head) or an identity
-// (pinned: it must be registered, not revoked).
+// RunRequest calls a cell once: POST /v1/cells/{Cell}/run with Input as
+// the body. Cell is a name (its head) or an identity (pinned: it must be
+// registered, not revoked).
 type RunRequest struct {
-	Cell  string          `json:"cell"`
-	Input json.RawMessage `json:"input"`
+	Cell  string
+	Input json.RawMessage
 }
 
 // Syscalls is a cell's final seccomp allow-list.

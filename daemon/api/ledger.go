@@ -19,9 +19,6 @@ import (
 // client hands them back raw; package ledger/audit parses and verifies
 // them.
 
-// CodeEvicted: a replay's input is no longer in the blob store.
-const CodeEvicted Code = "evicted"
-
 // LedgerKey is the key that verifies the ledger's checkpoints.
 type LedgerKey struct {
 	Origin   string `json:"origin"`
@@ -118,11 +115,12 @@ func (c *Client) LedgerKey(ctx context.Context) (*LedgerKey, error) {
 	return &k, c.getJSON(ctx, "/v1/ledger/key", &k)
 }
 
-// LedgerCheckpoint returns the latest checkpoint; with sign, one signed
-// now that covers every event appended so far.
-func (c *Client) LedgerCheckpoint(ctx context.Context, sign bool) (*LedgerCheckpoint, error) {
+// LedgerCheckpoint returns the latest checkpoint, which covers every
+// event appended so far; with keep (admins), tccd also keeps it, so that a
+// later consistency proof from its size carries it.
+func (c *Client) LedgerCheckpoint(ctx context.Context, keep bool) (*LedgerCheckpoint, error) {
 	var cp LedgerCheckpoint
-	if sign {
+	if keep {
 		return &cp, c.postJSON(ctx, "/v1/ledger/checkpoint", struct{}{}, &cp)
 	}
 	return &cp, c.getJSON(ctx, "/v1/ledger/checkpoint", &cp)

@@ -35,15 +35,11 @@ type Prompt struct {
 	Lineage      []LineageEntry  `json:"lineage"`
 }
 
-// RegisterPrompt uploads a signed .prompt tar (admin). tenant "" registers
-// it for every tenant.
-func (c *Client) RegisterPrompt(ctx context.Context, tarball io.Reader, tenant string) (*Registered, error) {
-	p := "/v1/prompts"
-	if tenant != "" {
-		p += "?tenant=" + url.QueryEscape(tenant)
-	}
+// RegisterPrompt uploads a signed .prompt tar (admin) with a tenancy, as
+// RegisterAs does for cells.
+func (c *Client) RegisterPrompt(ctx context.Context, tarball io.Reader, t Tenancy) (*Registered, error) {
 	var out Registered
-	return &out, c.Do(ctx, http.MethodPost, p, tarball, "application/x-tar", &out)
+	return &out, c.Do(ctx, http.MethodPost, "/v1/prompts"+t.query(), tarball, "application/x-tar", &out)
 }
 
 // Prompts lists every prompt name the caller may see, with its head.

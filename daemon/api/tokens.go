@@ -6,9 +6,6 @@ import (
 	"time"
 )
 
-// CodeUnauthorized means the caller's bearer token was refused (HTTP 401).
-const CodeUnauthorized Code = "unauthorized"
-
 // TokenRequest asks tccd to issue a bearer token for MCP clients.
 type TokenRequest struct {
 	Tenant string   `json:"tenant"`

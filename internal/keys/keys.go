@@ -3,7 +3,9 @@ package keys
 import (
 	"bufio"
 	"bytes"
+	"crypto/ed25519"
 	"crypto/rand"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -27,6 +29,7 @@ const (
 	maxTrustFile = 1 << 20
 
 	signerPrefix = "PRIVATE+KEY+"
+	algEd25519   = 1 // the note format's algorithm byte for Ed25519
 )
 
 var (
@@ -127,6 +130,25 @@ func writeNew(path, content string, perm fs.FileMode) error {
 // LoadSigner reads a signer key file. It refuses a file that group or
 // others may read or write.
 func LoadSigner(path string) (note.Signer, error) {
+	k, err := LoadSignerKey(path)
+	if err != nil {
+		return nil, err
+	}
+	return k.Signer, nil
+}
+
+// SignerKey is a signer key with the verifier of its signatures, derived
+// from the secret key itself (no .pub file is consulted).
+type SignerKey struct {
+	Signer   note.Signer
+	Verifier note.Verifier
+	// Public is the verifier key, NAME+HASH+KEY: the line of the .pub file.
+	Public string
+}
+
+// LoadSignerKey reads a signer key file as LoadSigner does and derives its
+// verifier.
+func LoadSignerKey(path string) (*SignerKey, error) {
 	fi, err := os.Stat(path)
 	if err != nil {
 		return nil, fmt.Errorf("load signer key: %w", err)
@@ -150,7 +172,30 @@ func LoadSigner(path string) (note.Signer, error) {
 		// note's error does not echo the key; keep it that way.
 		return nil, fmt.Errorf("load signer key: %s: %w: %v", path, ErrBadKey, err)
 	}
-	return s, nil
+	pub, err := publicOf(line)
+	if err != nil {
+		return nil, fmt.Errorf("load signer key: %s: %w", path, err)
+	}
+	v, err := note.NewVerifier(pub)
+	if err != nil || v.Name() != s.Name() || v.KeyHash() != s.KeyHash() {
+		return nil, fmt.Errorf("load signer key: %s: %w: its verifier key cannot be derived", path, ErrBadKey)
+	}
+	return &SignerKey{Signer: s, Verifier: v, Public: pub}, nil
+}
+
+// publicOf derives the verifier key of a note signer key,
+// PRIVATE+KEY+NAME+HASH+base64(alg ‖ Ed25519 seed), which note.NewSigner
+// has already checked.
+func publicOf(skey string) (string, error) {
+	f := strings.SplitN(skey, "+", 5)
+	if len(f) != 5 {
+		return "", fmt.Errorf("%w: want PRIVATE+KEY+NAME+HASH+KEY", ErrBadKey)
+	}
+	k, err := base64.StdEncoding.DecodeString(f[4])
+	if err != nil || len(k) != 1+ed25519.SeedSize || k[0] != algEd25519 {
+		return "", fmt.Errorf("%w: not an Ed25519 note signer key", ErrBadKey)
+	}
+	return note.NewEd25519VerifierKey(f[2], ed25519.NewKeyFromSeed(k[1:]).Public().(ed25519.PublicKey))
 }
 
 // LoadVerifier reads a verifier key file (NAME.pub).

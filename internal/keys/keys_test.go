@@ -55,6 +55,17 @@ func TestGenerateAndLoad(t *testing.T) {
 	if _, err := note.Open(msg, note.VerifierList(verifier)); err != nil {
 		t.Errorf("signature does not verify: %v", err)
 	}
+	// The verifier derived from the secret key is the .pub file's.
+	sk, err := LoadSignerKey(keyPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sk.Public+"\n" != string(pub) {
+		t.Errorf("derived verifier key %q, .pub holds %q", sk.Public, pub)
+	}
+	if _, err := note.Open(msg, note.VerifierList(sk.Verifier)); err != nil {
+		t.Errorf("derived verifier: %v", err)
+	}
 
 	// No overwriting, of either file.
 	if _, _, err := Generate("alice", dir); !errors.Is(err, ErrKeyExists) {

@@ -1,6 +1,7 @@
 package monitor
 
 import (
+	"bytes"
 	"cmp"
 	"encoding/json"
 	"errors"
@@ -116,6 +117,27 @@ func (b *Baseline) Merge(c Counters) error {
 	return nil
 }
 
+// ErrNovel means a run did what its baseline never saw.
+var ErrNovel = errors.New("run is not covered by the baseline")
+
+// Refine merges a later good run into the baseline, like Merge, but only
+// one the baseline already covers: every syscall and pair of the run must
+// be in it (ErrNovel otherwise). Refinement then learns the syscall mix,
+// the entropy band and the resource maxima, never a new syscall or pair:
+// novelty that scored too little to deviate (runtime noise, capped) must
+// not become the baseline's own.
+func (b *Baseline) Refine(c Counters) error {
+	for nr := range c.Syscalls {
+		if b.Syscalls[nr] == 0 {
+			return fmt.Errorf("%w: syscall %s", ErrNovel, SyscallName(nr))
+		}
+	}
+	if novel := b.novelPairs(c); len(novel) > 0 {
+		return fmt.Errorf("%w: %d syscall pair(s), first %s", ErrNovel, len(novel), pairName(novel[0]))
+	}
+	return b.Merge(c)
+}
+
 // Clone returns a deep copy, so that a baseline in use by running calls is
 // never changed under them: refine a clone and swap it in.
 func (b *Baseline) Clone() *Baseline {
@@ -154,8 +176,10 @@ func (b *Baseline) novelPairs(c Counters) [][2]uint32 {
 var ErrBadBaseline = errors.New("malformed baseline")
 
 // UnmarshalJSON decodes a baseline and checks it: a known version and
-// arch, pairs sorted without duplicates (the canonical form, which the
-// ledger hashes) and numbers in range, a sane entropy band.
+// arch, pairs sorted without duplicates and numbers in range, a sane
+// entropy band, and the canonical encoding (what json.Marshal makes of it,
+// byte for byte, which is what the ledger hashes): a baseline that decodes
+// re-encodes to the same bytes.
 func (b *Baseline) UnmarshalJSON(data []byte) error {
 	type plain Baseline
 	var p plain
@@ -182,6 +206,13 @@ func (b *Baseline) UnmarshalJSON(data []byte) error {
 				return bad("pairs[%d] has syscall number %d", i, nr)
 			}
 		}
+	}
+	canon, err := json.Marshal(p)
+	if err != nil {
+		return err
+	}
+	if !bytes.Equal(canon, data) {
+		return bad("not in canonical form (compact, fields in order, no unknown fields, sorted keys)")
 	}
 	*b = Baseline(p)
 	return nil

@@ -20,10 +20,13 @@ type Counters struct {
 	OtherSyscalls  uint64 // of which numbered outside the table
 	CompatSyscalls uint64 // ia32 (int 0x80) syscalls, not counted elsewhere
 
-	// BytesWritten are the bytes that write, pwrite64, writev, pwritev(2),
-	// vmsplice, sendto, sendmsg and sendmmsg asked to write (at syscall
-	// entry: a call that then fails counts too); BytesSampled of them went
-	// into Bytes; Unsampled counts buffers that could not be read.
+	// BytesWritten are the bytes write, pwrite64, writev, pwritev(2),
+	// vmsplice, sendto, sendmsg and sendmmsg wrote: the sum of what they
+	// returned, read at syscall exit (a call that fails adds nothing, and
+	// the length a cell passes cannot inflate it). BytesSampled of them
+	// were read into Bytes: of each call's output, all of it up to 1 KiB,
+	// else four 256-byte chunks at random offsets. Unsampled counts pieces
+	// of written output that could not be read back for sampling.
 	BytesWritten, BytesSampled, Unsampled uint64
 
 	Forks   uint64 // processes created by the cell
@@ -35,7 +38,7 @@ type Counters struct {
 	// baseline given to Watch (0 without one).
 	NovelPairs uint64
 	// Kills counts tasks killed by seccomp; SeccompKills names the denied
-	// syscalls (at most 8 per CPU).
+	// syscalls in the order of the kills (at most 8 per CPU).
 	Kills        uint64
 	SeccompKills []SeccompKill
 
@@ -43,6 +46,9 @@ type Counters struct {
 	Dropped      uint64 // a kernel map was full or out of memory
 	PairOverflow uint64 // new pairs past Options.PairsPerCell, not recorded
 	Missed       uint64 // BPF runs the kernel skipped while this cell was watched (any cell's)
+	// Unread: the counters could not be read at all (Watch.Close failed);
+	// every other field is zero.
+	Unread bool
 
 	// CPU and PeakMemory come from the sandbox's cgroups, not from BPF:
 	// the caller fills them in from its own reading after the cell exited
@@ -51,16 +57,20 @@ type Counters struct {
 	PeakMemory uint64
 }
 
-// SeccompKill is a task killed by seccomp for calling syscall Nr.
+// SeccompKill is a task killed by seccomp for calling syscall Nr: an
+// x86_64 number, or an ia32 one (int 0x80) when Compat is set, named
+// "ia32 syscall N".
 type SeccompKill struct {
-	Nr   uint32 `json:"nr"`
-	Name string `json:"name"`
+	Nr     uint32 `json:"nr"`
+	Name   string `json:"name"`
+	Compat bool   `json:"compat,omitempty"`
 }
 
-// Lost reports whether events were lost, so the counters are incomplete
-// and a caller that must not miss anything has to fail closed.
+// Lost reports whether events were lost (or the counters could not be
+// read), so the counters are incomplete and a caller that must not miss
+// anything has to fail closed.
 func (c *Counters) Lost() bool {
-	return c.Dropped > 0 || c.PairOverflow > 0 || c.Missed > 0
+	return c.Dropped > 0 || c.PairOverflow > 0 || c.Missed > 0 || c.Unread
 }
 
 // Entropy is the Shannon entropy, in bits per byte, of the sampled output

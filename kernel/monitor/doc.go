@@ -15,9 +15,11 @@
 // The package decides nothing: [Score] says how far a run is from its
 // [Baseline] and why ([ScoreWith] also judges the contract's declared
 // entropy band and weighs the runtime's timing noise low, see [Expect]);
-// the caller applies the manifest's policy. Counters
-// that report lost events ([Counters.Lost]) mean the fingerprint is
-// incomplete, and the caller must fail closed.
+// the caller applies the manifest's policy. Counters that report lost
+// events or could not be read ([Counters.Lost]) mean the fingerprint is
+// incomplete, and the caller must fail closed. A baseline learns from
+// probation runs ([Learn]) and, later, only from runs it already covers
+// ([Baseline.Refine]).
 //
 // It must never keep a cell's data after Watch.Close, pin BPF objects or
 // log; syscall names are x86_64 only.

@@ -3,6 +3,7 @@ package monitor
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -127,7 +128,10 @@ func cellprobe(t testing.TB) string {
 // signal that killed it, if one did.
 func (cg *testCgroup) run(t testing.TB, args ...string) ([]byte, syscall.Signal) {
 	t.Helper()
-	cmd := exec.Command(cellprobe(t), args...)
+	// A probe stuck in the kernel must fail the test, not hang it.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, cellprobe(t), args...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: cg.fd}

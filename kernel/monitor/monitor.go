@@ -3,6 +3,7 @@ package monitor
 import (
 	"errors"
 	"fmt"
+	"strconv"
 	"sync"
 
 	"github.com/trustcells/tcc/ebpf"
@@ -94,14 +95,14 @@ func Open(opts Options) (*Monitor, error) {
 func (m *Monitor) readEvents() {
 	defer close(m.done)
 	for {
-		ev, err := m.tr.ReadEvent()
+		id, err := m.tr.ReadEvent()
 		if err != nil {
 			// Closed, or a ring buffer that cannot be read: either way the
 			// counters, which Poll reads, stay authoritative.
 			return
 		}
 		m.mu.Lock()
-		w := m.watches[ev.Cell]
+		w := m.watches[id]
 		m.mu.Unlock()
 		if w != nil {
 			select {
@@ -188,8 +189,9 @@ func (m *Monitor) Watch(cgroupID uint64, baseline *Baseline) (*Watch, error) {
 func (w *Watch) CgroupID() uint64 { return w.id }
 
 // Notify returns a channel that receives (coalesced) when the kernel sees
-// something notable in this cell: the first novel pair, a seccomp kill, an
-// ia32 syscall, a lost event. Read the counters to see what.
+// something notable in this cell: a novel pair (the 1st, 2nd, 4th, 8th…),
+// a seccomp kill, an ia32 syscall, a lost event. Read the counters to see
+// what.
 func (w *Watch) Notify() <-chan struct{} { return w.notify }
 
 // Poll reads the scalar counters only (no syscall, pair or byte
@@ -239,8 +241,12 @@ func (w *Watch) read(full bool) (Counters, error) {
 		Missed:         missed - w.missed0,
 		Kills:          s.Kills,
 	}
-	for _, nr := range s.KillNrs {
-		c.SeccompKills = append(c.SeccompKills, SeccompKill{Nr: nr, Name: SyscallName(nr)})
+	for _, k := range s.Killed {
+		sk := SeccompKill{Nr: k.Nr, Name: SyscallName(k.Nr), Compat: k.Compat}
+		if k.Compat {
+			sk.Name = "ia32 syscall " + strconv.FormatUint(uint64(k.Nr), 10)
+		}
+		c.SeccompKills = append(c.SeccompKills, sk)
 	}
 	if !full {
 		return c, nil
@@ -263,9 +269,13 @@ func (w *Watch) read(full bool) (Counters, error) {
 }
 
 // Close stops watching, returns the final counters, and deletes every
-// kernel map entry of the cell, checking that none is left (an
-// *ebpf.ResidueError otherwise; the counters are still returned). Call it
-// once the cell's processes are gone. Later calls return the same result.
+// kernel map entry of the cell, checking that none is left. Call it once
+// the cell's processes are gone. Later calls return the same result.
+//
+// When the final counters cannot be read, the error says why and the
+// counters returned have Unread set, so that they report Lost: a caller
+// that judges them fails closed. When only the wipe check fails (an
+// *ebpf.ResidueError), the counters are complete.
 func (w *Watch) Close() (Counters, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -278,6 +288,9 @@ func (w *Watch) Close() (Counters, error) {
 	if err == nil {
 		c, err = w.read(true)
 	}
+	if err != nil {
+		c = Counters{Unread: true}
+	}
 	err = errors.Join(err, w.cell.Remove())
 	w.m.mu.Lock()
 	delete(w.m.watches, w.id)
@@ -287,10 +300,4 @@ func (w *Watch) Close() (Counters, error) {
 	}
 	w.final, w.closeErr = &c, err
 	return c, err
-}
-
-// Residue lists the kernel map entries that exist for cgroupID: none once
-// its Watch is closed. The daemon records this as part of a cell's wipe.
-func (m *Monitor) Residue(cgroupID uint64) ([]string, error) {
-	return m.tr.Residue(cgroupID)
 }

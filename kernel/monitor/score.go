@@ -43,17 +43,22 @@ const (
 // Deviation says how far a run is from its baseline, and why.
 type Deviation struct {
 	// Score is 0 for a run like its baseline; 1 or more is a deviation.
-	// Each novel pair or syscall adds 1 (RuntimeWeight when a runtime
-	// syscall is in it), a divergence above the threshold adds
-	// divergence/threshold, an entropy outside a band or a resource beyond
-	// the baseline adds 1, and lost events, seccomp kills and ia32 syscalls
-	// add 10 each.
+	// Each novel syscall or pair adds 1 (RuntimeWeight for runtime noise,
+	// see Expect.Runtime), a divergence above the threshold adds
+	// divergence/threshold, an entropy outside a band, output that could
+	// not be sampled against a band, or a resource beyond the baseline
+	// adds 1, and lost events, seccomp kills and ia32 syscalls add 10
+	// each.
 	Score         float64  `json:"score"`
 	NovelPairs    int      `json:"novel_pairs"`
 	NovelSyscalls []string `json:"novel_syscalls,omitempty"`
 	Divergence    float64  `json:"js_divergence"`
 	Entropy       float64  `json:"entropy_bits_per_byte"`
 	Reasons       []string `json:"reasons,omitempty"`
+	// BaselineRuns are the runs of the baseline the run was judged
+	// against; 0 without one (then only the contract was judged, and the
+	// run must not refine a baseline it was never compared with).
+	BaselineRuns int `json:"-"`
 }
 
 // Deviant reports whether the run deviates (Score >= 1).
@@ -74,11 +79,21 @@ type Expect struct {
 	// Runtime are the syscalls any cell's runtime makes at moments that
 	// depend on timing rather than on the input (the seccomp base set: Go's
 	// preemption signals, scheduler, garbage collector, allocator). A novel
-	// one, or a novel pair with one of them or a thread start on either
-	// side, weighs RuntimeWeight instead of 1, and together they add at
-	// most RuntimeCap: alone they are noise, with other evidence they count.
+	// one weighs RuntimeWeight instead of 1, and so does a novel pair whose
+	// both sides are runtime syscalls or a thread start, or that enters or
+	// leaves a signal handler's return (rt_sigreturn, restart_syscall: a
+	// signal can arrive after any syscall). Together they add at most
+	// RuntimeCap: alone they are noise, with other evidence they count. A
+	// pair of a runtime syscall with one the contract grants beyond the
+	// base weighs 1: that order is the cell's own doing.
 	Runtime map[uint32]bool
 }
+
+// Syscalls a signal puts next to any other (x86_64 numbers).
+const (
+	nrRtSigreturn    = 15
+	nrRestartSyscall = 219
+)
 
 // Score compares a run (counters from Snapshot or Close) with its
 // baseline. With a nil baseline only what is wrong for any cell counts:
@@ -88,7 +103,10 @@ func Score(c Counters, b *Baseline) Deviation { return ScoreWith(c, b, Expect{})
 // ScoreWith is Score with expectations beyond the baseline (see Expect).
 func ScoreWith(c Counters, b *Baseline, x Expect) Deviation {
 	d := Deviation{Entropy: c.Entropy()}
-	if c.Lost() {
+	switch {
+	case c.Unread:
+		d.add(weightSevere, "the monitor could not read the cell's counters: the fingerprint is missing")
+	case c.Lost():
 		d.add(weightSevere, "monitor lost events (dropped %d, pair overflow %d, missed %d): the fingerprint is incomplete",
 			c.Dropped, c.PairOverflow, c.Missed)
 	}
@@ -105,19 +123,37 @@ func ScoreWith(c Counters, b *Baseline, x Expect) Deviation {
 	if e := x.Entropy; e != nil && c.BytesSampled >= MinEntropySample && (d.Entropy < e.Min || d.Entropy > e.Max) {
 		d.add(1, "output entropy %.2f bits/byte outside the declared band %.2f–%.2f (monitor.entropy)", d.Entropy, e.Min, e.Max)
 	}
+	// Output is sampled after the kernel copied it, so it is resident: a
+	// piece that cannot be read back was unmapped or swapped out at once,
+	// which hides it from a band that was declared or learnt. (A low
+	// sampled/written ratio is no sign of that: a long write is sampled
+	// 1 KiB at random offsets, however long it is.)
+	if c.Unsampled > 0 && (x.Entropy != nil || b != nil && b.Entropy != nil) {
+		d.add(1, "%d piece(s) of output could not be read back for sampling, so its entropy cannot be checked against the band", c.Unsampled)
+	}
 	if b == nil {
 		return d
 	}
+	d.BaselineRuns = b.Runs
 
 	// Runtime novelty is weighed as it comes and capped in total.
 	var runtimeSum float64
-	weight := func(nrs ...uint32) float64 {
-		for _, nr := range nrs {
-			if nr == PairStart || x.Runtime[nr] {
-				w := min(RuntimeWeight, RuntimeCap-runtimeSum)
-				runtimeSum += w
-				return w
-			}
+	runtimeLike := func(nr uint32) bool { return nr == PairStart || x.Runtime[nr] }
+	interrupt := func(nr uint32) bool { return nr == nrRtSigreturn || nr == nrRestartSyscall }
+	low := func(w float64) float64 {
+		w = min(w, RuntimeCap-runtimeSum)
+		runtimeSum += w
+		return w
+	}
+	weightSyscall := func(nr uint32) float64 {
+		if runtimeLike(nr) {
+			return low(RuntimeWeight)
+		}
+		return 1
+	}
+	weightPair := func(p [2]uint32) float64 {
+		if interrupt(p[0]) || interrupt(p[1]) || runtimeLike(p[0]) && runtimeLike(p[1]) {
+			return low(RuntimeWeight)
 		}
 		return 1
 	}
@@ -125,7 +161,7 @@ func ScoreWith(c Counters, b *Baseline, x Expect) Deviation {
 		if w == float64(n) {
 			return strconv.Itoa(n)
 		}
-		return fmt.Sprintf("%d (weighing %.2g: runtime syscalls weigh %.2g, %.2g in all)", n, w, RuntimeWeight, RuntimeCap)
+		return fmt.Sprintf("%d (weighing %.2g: runtime noise weighs %.2g, %.2g in all)", n, w, RuntimeWeight, RuntimeCap)
 	}
 
 	var newSys []uint32
@@ -133,7 +169,7 @@ func ScoreWith(c Counters, b *Baseline, x Expect) Deviation {
 	for nr := range c.Syscalls {
 		if b.Syscalls[nr] == 0 {
 			newSys = append(newSys, nr)
-			wSys += weight(nr)
+			wSys += weightSyscall(nr)
 		}
 	}
 	slices.Sort(newSys)
@@ -150,7 +186,7 @@ func ScoreWith(c Counters, b *Baseline, x Expect) Deviation {
 	if len(novel) > 0 {
 		var w float64
 		for _, p := range novel {
-			w += weight(p[0], p[1])
+			w += weightPair(p)
 		}
 		names := make([]string, 0, 5)
 		for _, p := range novel[:min(len(novel), 5)] {

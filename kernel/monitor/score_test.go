@@ -158,6 +158,7 @@ func TestScore(t *testing.T) {
 		{"more memory", func() Counters { c := run(text, loop(100, 0, 1)...); c.PeakMemory = 100 << 20; return c }(), true, "peak memory"},
 		{"forked", func() Counters { c := run(text, loop(100, 0, 1)...); c.Forks = 1; return c }(), true, "forked"},
 		{"lost", func() Counters { c := run(text, loop(100, 0, 1)...); c.Dropped = 3; return c }(), true, "lost events"},
+		{"unread", Counters{Unread: true}, true, "could not read"},
 		{"killed", func() Counters {
 			c := run(text, loop(100, 0, 1)...)
 			c.Kills, c.SeccompKills = 1, []SeccompKill{{Nr: 110, Name: "getppid"}}
@@ -201,6 +202,31 @@ func TestScoreWith(t *testing.T) {
 			t.Errorf("%s: deviant %v (%v), want %v", tc.name, d.Deviant(), d.Reasons, tc.deviant)
 		}
 	}
+
+	// Output that could not be read back hides from a band, declared or
+	// learnt; without one it does not matter.
+	learnt, err := Learn(run(text, 0, 1))
+	if err != nil || learnt.Entropy == nil {
+		t.Fatalf("Learn: %v, %+v", err, learnt)
+	}
+	noBand, _ := Learn(run(nil, 0, 1))
+	for _, tc := range []struct {
+		name    string
+		b       *Baseline
+		x       Expect
+		deviant bool
+	}{
+		{"declared band", nil, Expect{Entropy: band}, true},
+		{"learnt band", learnt, Expect{}, true},
+		{"no band", noBand, Expect{}, false},
+	} {
+		c := run(text, 0, 1)
+		c.Unsampled = 2
+		d := ScoreWith(c, tc.b, tc.x)
+		if d.Deviant() != tc.deviant || tc.deviant && !strings.Contains(strings.Join(d.Reasons, ";"), "could not be read back") {
+			t.Errorf("unsampled output, %s: deviant %v (%v), want %v", tc.name, d.Deviant(), d.Reasons, tc.deviant)
+		}
+	}
 }
 
 func TestSummarize(t *testing.T) {
@@ -234,10 +260,21 @@ func TestBaselineUnmarshalRejects(t *testing.T) {
 			t.Errorf("%s: error %v, want ErrBadBaseline", tc.name, err)
 		}
 	}
+	const ok = `{"version":1,"arch":"x86_64","runs":1,"syscalls":{"0":1,"1":1},"pairs":[[0,1],[65535,0]],"max":{"syscalls":2,"bytes_written":0,"forks":0,"threads":0,"execs":1}}`
 	var b Baseline
-	ok := `{"version":1,"arch":"x86_64","runs":1,"syscalls":{"0":1},"pairs":[[0,1],[65535,0]],"max":{}}`
 	if err := json.Unmarshal([]byte(ok), &b); err != nil {
 		t.Errorf("valid baseline: %v", err)
+	}
+	// The same, not as json.Marshal writes it: not what the ledger hashed.
+	for _, tc := range []struct{ name, old, new string }{
+		{"space", `"runs":1,`, `"runs": 1,`},
+		{"field order", `"version":1,"arch":"x86_64"`, `"arch":"x86_64","version":1`},
+		{"unknown field", `"runs":1,`, `"runs":1,"note":"x",`},
+		{"key order", `{"0":1,"1":1}`, `{"1":1,"0":1}`},
+	} {
+		if err := json.Unmarshal([]byte(strings.Replace(ok, tc.old, tc.new, 1)), &b); !errors.Is(err, ErrBadBaseline) {
+			t.Errorf("%s: error %v, want ErrBadBaseline", tc.name, err)
+		}
 	}
 }
 
@@ -246,50 +283,105 @@ func FuzzBaselineUnmarshal(f *testing.F) {
 	seed, _ := json.Marshal(base)
 	f.Add(seed)
 	f.Add([]byte(`{"version":1,"arch":"x86_64","pairs":[[1,1],[0,1]]}`))
+	f.Add([]byte(`{"version":1,"arch":"x86_64","runs":0,"syscalls":{},"pairs":null,"max":{"syscalls":0,"bytes_written":0,"forks":0,"threads":0,"execs":0}}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		var b Baseline
 		if json.Unmarshal(data, &b) != nil {
 			return
 		}
-		// A baseline that decodes is canonical: it encodes to what decodes
-		// to itself, and scoring with it does not panic.
+		// A baseline that decodes is canonical: it encodes to the very
+		// bytes it was decoded from, and scoring with it does not panic.
 		again, err := json.Marshal(&b)
 		if err != nil {
 			t.Fatal(err)
 		}
-		var b2 Baseline
-		if err := json.Unmarshal(again, &b2); err != nil {
-			t.Fatalf("re-decode %s: %v", again, err)
+		if !bytes.Equal(again, data) {
+			t.Fatalf("decoded %s, which encodes as %s", data, again)
 		}
 		Score(run([]byte("x"), 0, 1, 1), &b)
 	})
 }
 
+// tasks merges runs of several tasks (threads) into one cell's counters.
+func tasks(runs ...Counters) Counters {
+	c := Counters{Syscalls: map[uint32]uint64{}, Pairs: map[[2]uint32]uint64{}}
+	for _, r := range runs {
+		for nr, n := range r.Syscalls {
+			c.Syscalls[nr] += n
+		}
+		for p, n := range r.Pairs {
+			c.Pairs[p] += n
+		}
+		c.TotalSyscalls += r.TotalSyscalls
+	}
+	return c
+}
+
 func TestRuntimeWeight(t *testing.T) {
-	// read 0, write 1, getppid 110, getrusage 98, tgkill 234, rt_sigreturn 15
+	// read 0, write 1, nanosleep 35, getpid 39, getppid 110 and getrusage
+	// 98 (extras the contract grants), connect 42 (another, never made in
+	// the baseline), tgkill 234, rt_sigreturn 15
+	base, err := Learn(run(nil, 0, 110, 1), run(nil, 0, 110, 110, 98, 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	runtime := map[uint32]bool{0: true, 1: true, 35: true, 39: true, 234: true, 15: true}
+	for _, tc := range []struct {
+		name    string
+		c       Counters
+		deviant bool
+	}{
+		// Go preempting the getppid loop: sysmon's thread signals, the
+		// loop's thread returns from the handler between two getppid.
+		// Novel runtime syscalls and pairs, capped.
+		{"preempted", tasks(run(nil, 0, 110, 15, 110, 1), run(nil, 35, 39, 234, 35)), false},
+		// Runtime syscalls in a new order among themselves.
+		{"runtime order", run(nil, 0, 1, 0, 110, 1), false},
+		// A novel syscall the cell declared, not the runtime's.
+		{"new extra", run(nil, 0, 110, 42, 110, 1), true},
+		// Known syscalls, but an extra in a new place beside a runtime
+		// one: the cell's own doing, each pair weighs 1.
+		{"extra in a new order", run(nil, 0, 110, 0, 98, 0, 1), true},
+		// Preempted and a new extra: the extra alone decides.
+		{"both", tasks(run(nil, 0, 110, 15, 110, 42, 1), run(nil, 35, 39, 234, 35)), true},
+	} {
+		d := ScoreWith(tc.c, base, Expect{Runtime: runtime})
+		if d.Deviant() != tc.deviant {
+			t.Errorf("%s: score %.2f (%v), want deviant %v", tc.name, d.Score, d.Reasons, tc.deviant)
+		}
+		if d.BaselineRuns != 2 {
+			t.Errorf("%s: BaselineRuns %d, want 2", tc.name, d.BaselineRuns)
+		}
+	}
+}
+
+// Refinement teaches the mix and the maxima, never what the baseline
+// lacks: novelty too light to deviate must not become the baseline's own.
+func TestRefine(t *testing.T) {
 	base, err := Learn(run(nil, 0, 110, 1), run(nil, 0, 110, 110, 1))
 	if err != nil {
 		t.Fatal(err)
 	}
-	runtime := map[uint32]bool{0: true, 1: true, 234: true, 15: true}
 	for _, tc := range []struct {
-		name    string
-		nrs     []uint32
-		deviant bool
+		name string
+		c    Counters
+		ok   bool
 	}{
-		// Go preempting the getppid loop: two novel runtime syscalls, three
-		// novel pairs with one of them in it.
-		{"preempted", []uint32{0, 110, 234, 15, 110, 1}, false},
-		// A novel syscall the cell declared, not the runtime's.
-		{"new extra", []uint32{0, 110, 98, 1}, true},
-		// Known syscalls in a new order, with a runtime one on a side.
-		{"new order", []uint32{0, 110, 110, 110, 1}, false},
-		// Preempted and a new extra: the extra alone decides.
-		{"both", []uint32{0, 110, 234, 15, 98, 1}, true},
+		{"covered", run(nil, 0, 110, 110, 110, 1), true},
+		{"novel pair of runtime syscalls", run(nil, 0, 1, 0, 110, 1), false},
+		{"novel syscall", run(nil, 0, 110, 98, 1), false},
+		{"lost events", func() Counters { c := run(nil, 0, 110, 1); c.Missed = 1; return c }(), false},
 	} {
-		d := ScoreWith(run(nil, tc.nrs...), base, Expect{Runtime: runtime})
-		if d.Deviant() != tc.deviant {
-			t.Errorf("%s: score %.2f (%v), want deviant %v", tc.name, d.Score, d.Reasons, tc.deviant)
+		b := base.Clone()
+		err := b.Refine(tc.c)
+		if (err == nil) != tc.ok {
+			t.Errorf("%s: Refine: %v, want ok %v", tc.name, err, tc.ok)
+		}
+		switch {
+		case tc.ok && (b.Runs != base.Runs+1 || b.Syscalls[110] != base.Syscalls[110]+3 || b.Max.Syscalls != 5):
+			t.Errorf("%s: refined to %+v", tc.name, b)
+		case !tc.ok && (b.Runs != base.Runs || len(b.Pairs) != len(base.Pairs) || len(b.Syscalls) != len(base.Syscalls)):
+			t.Errorf("%s: refused, but the baseline changed: %+v", tc.name, b)
 		}
 	}
 }

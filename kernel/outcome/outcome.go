@@ -24,10 +24,10 @@ const (
 	OutputTooLarge Verdict = "output-too-large" // stdout passed limits.output; killed
 	InvalidOutput  Verdict = "invalid-output"   // stdout not one JSON object matching the output schema
 	Refused        Verdict = "refused"          // the verification gate refused to launch
-	Halted         Verdict = "halted"           // the behaviour monitor stopped it; result withheld
+	Halted         Verdict = "halted"           // the behaviour monitor stopped it, or judged it after exit; result withheld
 	Cancelled      Verdict = "cancelled"        // the caller went away; killed
 	Crashed        Verdict = "crashed"          // killed by a signal not explained above
-	Internal       Verdict = "internal"         // the daemon failed to run it (its log says why)
+	Internal       Verdict = "internal"         // the daemon failed to run it, or to tell how it ended (its log says why)
 )
 
 // Outcome is the full record of one call.

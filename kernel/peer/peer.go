@@ -1,8 +1,10 @@
 // Package peer reads the credentials of the process at the other end of a
-// Unix socket (SO_PEERCRED). The kernel fills them in at connect time, so
-// they cannot be forged by the peer; they are the daemon's only proof of who
-// a local caller is. It must never trust anything the peer sends about
-// itself.
+// Unix socket: SO_PEERCRED (pid, uid, gid) and SO_PEERGROUPS (supplementary
+// groups). The kernel records both when the peer connects, so they cannot be
+// forged by the peer and do not change when its process exits or its pid is
+// reused; they are the daemon's only proof of who a local caller is. It must
+// never trust anything the peer sends about itself, nor look a peer up by
+// its pid (a pid outlives nothing).
 package peer
 
 import (
@@ -10,17 +12,17 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"strconv"
-	"strings"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
 
 // Cred is a peer's identity as the kernel recorded it at connect time.
 type Cred struct {
-	PID int32
-	UID uint32
-	GID uint32
+	PID    int32 // for logs only: the process may be gone and the pid reused
+	UID    uint32
+	GID    uint32
+	Groups []uint32 // supplementary groups
 }
 
 func (c Cred) String() string { return fmt.Sprintf("uid:%d", c.UID) }
@@ -28,7 +30,8 @@ func (c Cred) String() string { return fmt.Sprintf("uid:%d", c.UID) }
 // ErrNotUnix is returned for connections that are not Unix sockets.
 var ErrNotUnix = errors.New("peer credentials need a Unix socket")
 
-// Of returns the credentials of conn's peer.
+// Of returns the credentials of conn's peer. Call it once, when the
+// connection is accepted, and keep the result with the connection.
 func Of(conn net.Conn) (Cred, error) {
 	uc, ok := conn.(*net.UnixConn)
 	if !ok {
@@ -39,44 +42,50 @@ func Of(conn net.Conn) (Cred, error) {
 		return Cred{}, fmt.Errorf("peer credentials: %w", err)
 	}
 	var (
-		ucred *unix.Ucred
-		serr  error
+		cred Cred
+		serr error
 	)
 	if err := raw.Control(func(fd uintptr) {
-		ucred, serr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
+		var u *unix.Ucred
+		if u, serr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED); serr != nil {
+			serr = os.NewSyscallError("getsockopt SO_PEERCRED", serr)
+			return
+		}
+		cred = Cred{PID: u.Pid, UID: u.Uid, GID: u.Gid}
+		cred.Groups, serr = peerGroups(int(fd))
 	}); err != nil {
 		return Cred{}, fmt.Errorf("peer credentials: %w", err)
 	}
 	if serr != nil {
-		return Cred{}, os.NewSyscallError("getsockopt SO_PEERCRED", serr)
+		return Cred{}, serr
 	}
-	return Cred{PID: ucred.Pid, UID: ucred.Uid, GID: ucred.Gid}, nil
+	return cred, nil
 }
 
-// Groups returns the supplementary groups of the peer's process, read from
-// /proc/PID/status. The peer may have exited; that is an error, and callers
-// treat it as "no groups".
-func Groups(c Cred) ([]uint32, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", c.PID))
-	if err != nil {
-		return nil, err
-	}
-	return parseGroups(b), nil
-}
-
-func parseGroups(status []byte) []uint32 {
-	for _, line := range strings.Split(string(status), "\n") {
-		rest, ok := strings.CutPrefix(line, "Groups:")
-		if !ok {
-			continue
-		}
-		var out []uint32
-		for _, f := range strings.Fields(rest) {
-			if g, err := strconv.ParseUint(f, 10, 32); err == nil {
-				out = append(out, uint32(g))
+// peerGroups reads SO_PEERGROUPS (Linux 4.13+), growing the buffer when
+// the kernel says it is too small (ERANGE, with the size it needs).
+func peerGroups(fd int) ([]uint32, error) {
+	buf := make([]uint32, 32)
+	for {
+		n := uint32(len(buf) * 4)
+		var err error
+		for {
+			_, _, e := unix.Syscall6(unix.SYS_GETSOCKOPT, uintptr(fd), unix.SOL_SOCKET, unix.SO_PEERGROUPS,
+				uintptr(unsafe.Pointer(&buf[0])), uintptr(unsafe.Pointer(&n)), 0)
+			if e != unix.EINTR {
+				if e != 0 {
+					err = e
+				}
+				break
 			}
 		}
-		return out
+		switch {
+		case err == unix.ERANGE && int(n/4) > len(buf):
+			buf = make([]uint32, n/4)
+		case err != nil:
+			return nil, os.NewSyscallError("getsockopt SO_PEERGROUPS", err)
+		default:
+			return buf[: n/4 : n/4], nil
+		}
 	}
-	return nil
 }

@@ -9,15 +9,16 @@
 //	sb, err := m.Prepare(ctx, spec) // runc init set up, parked on its exec fifo
 //	id := sb.CgroupID()             // the monitor keys its BPF maps on it
 //	err = sb.Launch()               // runc init execs the cell's binary
-//	exit, err := sb.Wait(ctx)       // ctx ending kills the cell
+//	exit, err := sb.Wait(ctx)       // ctx bounds the wait; sb.Kill() ends the cell
 //	st, err := sb.Stats()           // peak memory, CPU, OOM kills, pids-limit hits
 //	report := sb.Destroy()          // kill, remove, check, report
 //
 // Every sandbox has new pid, mount, network (loopback only), ipc, uts,
 // cgroup and, unless Config.NoUserNS, user namespaces; the cell runs as a
 // non-root uid with no capabilities, no_new_privs and the caller's seccomp
-// filter, on a read-only tmpfs root that holds only /cell (its files,
-// bound read-only) and, if declared, /tmp, /dev nodes and /proc. Its cgroup
+// filter, on a read-only tmpfs root that holds only /cell (its files: the
+// very files the caller opened, bound read-only) and, if declared, /tmp,
+// /dev nodes and /proc. Its cgroup
 // (CgroupParent/ID, absolute) limits memory without swap, tasks and CPU.
 // docs/notes/002-sandbox.md explains the choices and gives the costs.
 //

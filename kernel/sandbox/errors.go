@@ -47,6 +47,9 @@ type Error struct {
 	Op  string // "prepare", "launch", "kill", ...
 	ID  string // sandbox ID
 	Err error
+	// Wipe is the report of the clean-up a failed Prepare did of what it
+	// had made; nil when it had made nothing.
+	Wipe *WipeReport
 }
 
 func (e *Error) Error() string {

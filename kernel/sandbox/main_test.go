@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,8 +19,12 @@ import (
 	"github.com/trustcells/tcc/internal/testutil"
 )
 
-// probePath is the probe cell built by TestMain, in a root-only directory.
-var probePath string
+// probePath is the probe cell built by TestMain, in a root-only directory;
+// probeFile is it, open, as a daemon hands it to Prepare.
+var (
+	probePath string
+	probeFile *os.File
+)
 
 func TestMain(m *testing.M) {
 	Init(testHook)
@@ -28,7 +33,9 @@ func TestMain(m *testing.M) {
 
 // hookFlag, when it exists, makes testHook fail in the sandbox's init (which
 // inherits no environment from the test, but still sees the host's files).
-const hookFlag = "/tmp/tcc-sandbox-test-hook-fail"
+// It is named after this test binary (runc init runs with the same argv[0]),
+// so that test binaries running at the same time do not trip each other.
+var hookFlag = fmt.Sprintf("/tmp/tcc-sandbox-test-hook-fail-%08x", crc32.ChecksumIEEE([]byte(os.Args[0])))
 
 func testHook() error {
 	if _, err := os.Stat(hookFlag); err == nil {
@@ -59,6 +66,11 @@ func run(m *testing.M) int {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
+		if probeFile, err = os.Open(probePath); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		defer probeFile.Close()
 	}
 	return m.Run()
 }
@@ -122,7 +134,7 @@ func newManager(t testing.TB, userNS bool) *Manager {
 func probeSpec(id string, args ...string) Spec {
 	return Spec{
 		ID:         id,
-		Files:      []File{{Path: "probe", Source: probePath, Exec: true}},
+		Files:      []File{{Path: "probe", Source: probeFile, Exec: true}},
 		Entrypoint: "probe",
 		Args:       args,
 		Env:        []string{"HOSTPID=" + fmt.Sprint(os.Getpid())},
@@ -159,6 +171,17 @@ func runSpec(t testing.TB, m *Manager, s Spec) (Exit, []byte, []byte) {
 		t.Fatalf("Wait: %v", err)
 	}
 	return exit, stdout.Bytes(), stderr.Bytes()
+}
+
+// openFile opens path for a File's Source until the test ends.
+func openFile(t testing.TB, path string) *os.File {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	return f
 }
 
 func checkWipe(t testing.TB, sb *Sandbox) {

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -36,7 +37,12 @@ type Config struct {
 	// IDBase is the first host uid/gid of the sandboxes' ranges; slot n
 	// uses IDBase+n*65536 ... +65535, and the cell runs as host uid
 	// IDBase+n*65536+1000 (with or without a user namespace). Default
-	// 1<<30, far above ordinary users and /etc/subuid ranges.
+	// 1<<30, far above ordinary users and the usual /etc/subuid ranges
+	// (100000 and up). New refuses a range that overlaps one in
+	// /etc/subuid or /etc/subgid. It cannot see ids handed out at run
+	// time: systemd's container range (0x80000-0x6FFFFFFF, systemd-nspawn
+	// --private-users=pick, homed) includes the default, so do not run
+	// those on the same host.
 	IDBase uint32
 	// MaxSandboxes bounds the number of live sandboxes (id ranges).
 	// Default 1024.
@@ -68,6 +74,10 @@ type Features struct {
 	// which spares the first cgroup attach after an idle spell an RCU
 	// grace period (5-20 ms here).
 	FavorDynmods bool
+	// CorePattern is kernel.core_pattern as New found it. A file name or
+	// a |helper is harmless (cells run with RLIMIT_CORE 1, which stops
+	// both); New refuses a @socket, which ignores RLIMIT_CORE.
+	CorePattern string
 }
 
 // Manager prepares sandboxes on this host. It is safe for concurrent use.
@@ -116,6 +126,10 @@ func New(cfg Config) (*Manager, error) {
 	if uint64(cfg.IDBase)+uint64(cfg.MaxSandboxes)*idsPerSandbox > 1<<32-2 {
 		return nil, fmt.Errorf("sandbox: IDBase %d with %d sandboxes of %d ids passes the last uid", cfg.IDBase, cfg.MaxSandboxes, idsPerSandbox)
 	}
+	corePattern, err := checkHost(cfg)
+	if err != nil {
+		return nil, err
+	}
 	m := &Manager{
 		cfg:       cfg,
 		stateDir:  filepath.Join(cfg.Root, "state"),
@@ -153,7 +167,6 @@ func New(cfg Config) (*Manager, error) {
 			}
 		}
 	}
-	var err error
 	if m.cg2Mount, err = cgroup2Mount(); err != nil {
 		return nil, fmt.Errorf("sandbox: %w", err)
 	}
@@ -187,6 +200,7 @@ func New(cfg Config) (*Manager, error) {
 		SwapLimit:    m.swapLimit,
 		ExeSeal:      exeSealMode(m.stateDir),
 		FavorDynmods: favorDynmods(m.cg2Mount),
+		CorePattern:  corePattern,
 	}
 	switch {
 	case m.unified:
@@ -238,6 +252,71 @@ func (m *Manager) lockParent() error {
 	}
 	m.lock = f
 	return nil
+}
+
+// The host files New checks; variables so that tests can point them
+// elsewhere. subIDFiles list the subordinate id ranges of users
+// (newuidmap's).
+var (
+	subIDFiles      = []string{"/etc/subuid", "/etc/subgid"}
+	corePatternFile = "/proc/sys/kernel/core_pattern"
+)
+
+// checkHost checks what outside the sandboxes' own objects could undo
+// them, and returns kernel.core_pattern.
+func checkHost(cfg Config) (corePattern string, err error) {
+	if err := checkSubIDs(uint64(cfg.IDBase), uint64(cfg.IDBase)+uint64(cfg.MaxSandboxes)*idsPerSandbox); err != nil {
+		return "", err
+	}
+	return checkCorePattern()
+}
+
+// checkSubIDs refuses host ids [lo, hi) that a subordinate range gives to
+// a user: that user's rootless containers could run processes under a
+// cell's host uid, and signal or trace it.
+func checkSubIDs(lo, hi uint64) error {
+	for _, file := range subIDFiles {
+		b, err := os.ReadFile(file)
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("sandbox: %w", err)
+		}
+		for i, line := range strings.Split(string(b), "\n") {
+			f := strings.Split(strings.TrimSpace(line), ":")
+			if len(f) != 3 || strings.HasPrefix(f[0], "#") {
+				continue
+			}
+			start, err1 := strconv.ParseUint(f[1], 10, 32)
+			n, err2 := strconv.ParseUint(f[2], 10, 32)
+			if err1 != nil || err2 != nil || n == 0 {
+				continue
+			}
+			if start < hi && lo < start+n {
+				return fmt.Errorf("sandbox: %s line %d gives %s the host ids %d-%d, which overlap the sandboxes' %d-%d: that user's processes could share a cell's uid; move the range or the sandboxes' IDBase",
+					file, i+1, f[0], start, start+n-1, lo, hi-1)
+			}
+		}
+	}
+	return nil
+}
+
+// checkCorePattern reads kernel.core_pattern. Cells run with RLIMIT_CORE
+// 1, which stops core files and |helpers (the kernel dumps nothing to a
+// pipe when the limit is 1). A @socket pattern (Linux 6.16) ignores the
+// limit: every crashing or seccomp-killed cell would hand its memory to a
+// root service on the host, so New refuses it.
+func checkCorePattern() (string, error) {
+	b, err := os.ReadFile(corePatternFile)
+	if err != nil {
+		return "", fmt.Errorf("sandbox: %w", err)
+	}
+	p := strings.TrimSpace(string(b))
+	if strings.HasPrefix(p, "@") {
+		return p, fmt.Errorf("sandbox: kernel.core_pattern %q sends core dumps to a socket, which ignores the cells' RLIMIT_CORE: a crashing cell would hand its memory to the host's coredump service; set kernel.core_pattern to a file name (core) or a |helper: %w", p, ErrNotSupported)
+	}
+	return p, nil
 }
 
 // Features returns what New found out about the host.

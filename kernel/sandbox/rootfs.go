@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path"
 	"path/filepath"
 	"slices"
 
@@ -14,15 +15,24 @@ import (
 // makeRootfs mounts a fresh, small tmpfs at dir and creates in it the mount
 // points of the cell's view: /cell and the files under it, /tmp, /dev and
 // its nodes, /proc. Nothing else is ever in it, and the sandbox sees it
-// read-only (configs.Readonlyfs).
+// read-only (configs.Readonlyfs). It then binds each File's open Source on
+// its mount point (bindFile).
 //
 // The tmpfs is nosuid, nodev and noexec: what the cell executes comes from
 // its own bind mounts, whose flags are their own. It is made private so that
 // mounts on it never propagate anywhere.
 //
-// dir exists already; the caller removes it on error.
+// dir exists already; the caller removes it (and its mounts) on error.
 func makeRootfs(dir string, s *Spec) error {
-	inodes := 32 + 2*len(s.Files)
+	// One inode per directory and file made below, however deep the
+	// paths, plus a margin for the root and the tmpfs itself.
+	entries := map[string]bool{}
+	for _, f := range s.Files {
+		for p := path.Join("cell", f.Path); p != "."; p = path.Dir(p) {
+			entries[p] = true
+		}
+	}
+	inodes := 16 + len(entries) + len(s.Devices)
 	data := fmt.Sprintf("size=16k,nr_inodes=%d,mode=0755", inodes)
 	if err := mount("tcc-rootfs", dir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, data); err != nil {
 		return err
@@ -68,6 +78,39 @@ func makeRootfs(dir string, s *Spec) error {
 		if err := mk(filepath.Join("dev", d), true); err != nil {
 			return err
 		}
+	}
+	for _, f := range s.Files {
+		if err := bindFile(f, filepath.Join(dir, "cell", f.Path)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// bindFile mounts f's open Source at target: read-only, nosuid, nodev,
+// noatime (reads by one call leave no trace another can see), and noexec
+// unless f is Exec. It binds the open file itself, through open_tree, so
+// that what the sandbox shows is what the caller opened and checked, even if
+// the host path names another file by now. (libcontainer cannot do this: it
+// binds by path, and a /proc/PID/fd path resolves to a mount outside the
+// sandbox's mount namespace, which the kernel refuses to bind.) In a user
+// namespace these flags are then locked.
+func bindFile(f File, target string) error {
+	fd, err := unix.OpenTree(int(f.Source.Fd()), "", unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC|unix.AT_EMPTY_PATH)
+	if err != nil {
+		return &os.PathError{Op: "open_tree", Path: f.Source.Name(), Err: err}
+	}
+	defer unix.Close(fd)
+	attr := unix.MountAttr{Attr_set: unix.MOUNT_ATTR_RDONLY | unix.MOUNT_ATTR_NOSUID | unix.MOUNT_ATTR_NODEV | unix.MOUNT_ATTR_NOATIME,
+		Attr_clr: unix.MOUNT_ATTR__ATIME}
+	if !f.Exec {
+		attr.Attr_set |= unix.MOUNT_ATTR_NOEXEC
+	}
+	if err := unix.MountSetattr(fd, "", unix.AT_EMPTY_PATH, &attr); err != nil {
+		return &os.PathError{Op: "mount_setattr", Path: f.Source.Name(), Err: err}
+	}
+	if err := unix.MoveMount(fd, "", unix.AT_FDCWD, target, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
+		return &os.PathError{Op: "move_mount", Path: target, Err: err}
 	}
 	return nil
 }

@@ -98,12 +98,15 @@ func (r WipeReport) Clean() bool { return len(r.Remaining) == 0 && r.Err == nil 
 // then waits on the exec fifo for Launch. The cell's binary has not run
 // when Prepare returns, and the sandbox's cgroup2 id is known.
 //
-// On error nothing is left behind. Prepare must be followed by Destroy.
+// On error Prepare has destroyed what it made; the *Error's Wipe reports
+// that clean-up (nil when it had made nothing). Prepare must be followed by
+// Destroy.
 func (m *Manager) Prepare(ctx context.Context, s Spec) (_ *Sandbox, err error) {
 	if err := s.validate(); err != nil {
 		return nil, err
 	}
-	if err := s.checkSources(); err != nil {
+	files, err := s.checkSources()
+	if err != nil {
 		return nil, err
 	}
 	if err := ctx.Err(); err != nil {
@@ -124,17 +127,17 @@ func (m *Manager) Prepare(ctx context.Context, s Spec) (_ *Sandbox, err error) {
 	}
 	defer func() {
 		if err != nil {
-			sb.Destroy()
-			err = &Error{Op: "prepare", ID: s.ID, Err: err}
+			rep := sb.Destroy()
+			err = &Error{Op: "prepare", ID: s.ID, Err: err, Wipe: &rep}
 		}
 	}()
-	if err := sb.prepare(ctx, &s); err != nil {
+	if err := sb.prepare(ctx, &s, files); err != nil {
 		return nil, err
 	}
 	return sb, nil
 }
 
-func (sb *Sandbox) prepare(ctx context.Context, s *Spec) error {
+func (sb *Sandbox) prepare(ctx context.Context, s *Spec, files []fileID) error {
 	m := sb.m
 	if err := os.Mkdir(sb.rootfs, 0o755); err != nil {
 		if errors.Is(err, os.ErrExist) {
@@ -178,7 +181,11 @@ func (sb *Sandbox) prepare(ctx context.Context, s *Spec) error {
 	}
 	sb.p = p
 	sb.pid, _ = p.Pid()
-	go sb.reap()
+	// init is the daemon's own child (runc starts it with CLONE_PARENT) and
+	// only reap reaps it: until reap starts, even a dead init keeps its
+	// pid, so the pid-based steps below (cgroup2 join, prlimit, the bind
+	// check through /proc/PID/root) cannot reach a process that reused it.
+	defer func() { go sb.reap() }()
 
 	st, err := c.State()
 	if err != nil {
@@ -191,12 +198,33 @@ func (sb *Sandbox) prepare(ctx context.Context, s *Spec) error {
 	if err := hideUndeclared(sb.rootfs, s); err != nil {
 		return fmt.Errorf("rootfs: %w", err)
 	}
+	if err := sb.checkBinds(s, files); err != nil {
+		return err
+	}
 	if !m.cfg.NoUserNS {
 		if err := lowerNoFile(sb.pid, s.noFile()); err != nil {
 			return err
 		}
 	}
 	return ctx.Err()
+}
+
+// checkBinds checks that every /cell file in the sandbox is the file the
+// caller opened (same device and inode), as seen through init's root.
+func (sb *Sandbox) checkBinds(s *Spec, want []fileID) error {
+	root := fmt.Sprintf("/proc/%d/root/cell", sb.pid)
+	for i, f := range s.Files {
+		var st unix.Stat_t
+		p := filepath.Join(root, f.Path)
+		if err := unix.Lstat(p, &st); err != nil {
+			return fmt.Errorf("check /cell/%s: %w", f.Path, &os.PathError{Op: "lstat", Path: p, Err: err})
+		}
+		if st.Dev != want[i].dev || st.Ino != want[i].ino {
+			return fmt.Errorf("/cell/%s is not the file that was opened for it (%s): device %d inode %d, want %d %d",
+				f.Path, f.Source.Name(), st.Dev, st.Ino, want[i].dev, want[i].ino)
+		}
+	}
+	return nil
 }
 
 // lowerNoFile sets the parked init's RLIMIT_NOFILE to the contract's. The
@@ -294,8 +322,10 @@ func (sb *Sandbox) Launch() error {
 	return nil
 }
 
-// Wait waits for the cell to exit and for its output to be copied. If ctx
-// ends first, it kills the cell and still waits (briefly) for the exit.
+// Wait waits for the cell to exit and for its output to be copied, or for
+// ctx to end: then it returns ctx's error and the cell goes on (Kill is the
+// caller's decision). A cell that does not die even when killed (stuck in
+// the kernel) would hold Wait for ever: bound it with ctx.
 func (sb *Sandbox) Wait(ctx context.Context) (Exit, error) {
 	sb.mu.Lock()
 	ok := sb.launched || sb.killed
@@ -306,11 +336,7 @@ func (sb *Sandbox) Wait(ctx context.Context) (Exit, error) {
 	select {
 	case <-sb.done:
 	case <-ctx.Done():
-		_ = sb.Kill()
-		<-sb.done
-		if sb.waitErr == nil {
-			return sb.exit, &Error{Op: "wait", ID: sb.id, Err: ctx.Err()}
-		}
+		return Exit{}, &Error{Op: "wait", ID: sb.id, Err: ctx.Err()}
 	}
 	if sb.waitErr != nil {
 		return sb.exit, &Error{Op: "wait", ID: sb.id, Err: sb.waitErr}

@@ -78,7 +78,8 @@ func TestIsolation(t *testing.T) {
 				{"/sys", r.SysExists, false},
 				{"open fds", fmt.Sprint(r.OpenFDs), "[0 1 2]"},
 				{"NOFILE", r.Rlimits["NOFILE"], [2]uint64{nofile, nofile}},
-				{"CORE", r.Rlimits["CORE"], [2]uint64{0, 0}},
+				// 1 stops core files and |helpers alike (spec.go).
+				{"CORE", r.Rlimits["CORE"], [2]uint64{1, 1}},
 				{"FSIZE", r.Rlimits["FSIZE"], [2]uint64{1 << 20, 1 << 20}},
 				{"stdin", r.StdinLen, 5},
 				// runc adds HOME=/ when the spec has no HOME.
@@ -109,7 +110,7 @@ func TestIsolation(t *testing.T) {
 				mp, opts := f[4], strings.Split(f[5], ",")
 				want := map[string][]string{
 					"/":           {"ro"},
-					"/cell/probe": {"ro", "nosuid", "nodev"},
+					"/cell/probe": {"ro", "nosuid", "nodev", "noatime"},
 					"/tmp":        {"rw", "nosuid", "nodev", "noexec"},
 					"/dev":        {"ro", "nosuid", "nodev", "noexec"},
 					"/dev/null":   {"nosuid", "noexec"},
@@ -158,7 +159,7 @@ func TestMinimal(t *testing.T) {
 }
 
 // TestDataFiles checks that non-Exec files are readable but not
-// executable, and that nested paths work.
+// executable, and that nested paths work, however deep.
 func TestDataFiles(t *testing.T) {
 	m := newManager(t, true)
 	dir := rootOnlyDir(t)
@@ -166,8 +167,9 @@ func TestDataFiles(t *testing.T) {
 	if err := os.WriteFile(data, []byte("#!/cell/probe\nhello\n"), 0o555); err != nil {
 		t.Fatal(err)
 	}
+	deep := strings.Repeat("d/", 40) + "x.txt"
 	s := probeSpec("tcc-data")
-	s.Files = append(s.Files, File{Path: "data.txt", Source: data}, File{Path: "lib/deep/x.txt", Source: data})
+	s.Files = append(s.Files, File{Path: "data.txt", Source: openFile(t, data)}, File{Path: deep, Source: openFile(t, data)})
 	r := runProbe(t, m, s)
 	if r.DataFile != "#!/cell/probe\nhello\n" {
 		t.Errorf("data file: got %q", r.DataFile)
@@ -175,6 +177,40 @@ func TestDataFiles(t *testing.T) {
 	if r.DataFileExecPerm != "EACCES" {
 		t.Errorf("exec of a data file: got %q, want EACCES (noexec)", r.DataFileExecPerm)
 	}
+}
+
+// TestReplacedSource replaces a file on the host after it was opened (in
+// the daemon: opened and hashed by the gate). The sandbox binds the open
+// file, never what the path names now; the kernel refuses to bind a file
+// that is no longer linked anywhere, so Prepare fails, and its clean-up is
+// reported.
+func TestReplacedSource(t *testing.T) {
+	m := newManager(t, true)
+	dir := rootOnlyDir(t)
+	data := filepath.Join(dir, "data.txt")
+	if err := os.WriteFile(data, []byte("#!/cell/probe\nhello\n"), 0o555); err != nil {
+		t.Fatal(err)
+	}
+	opened := openFile(t, data)
+	other := filepath.Join(dir, "other")
+	if err := os.WriteFile(other, []byte("#!/cell/probe\nswapped\n"), 0o555); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(other, data); err != nil {
+		t.Fatal(err)
+	}
+	s := probeSpec("tcc-swap")
+	s.Files = append(s.Files, File{Path: "data.txt", Source: opened})
+	sb, err := m.Prepare(context.Background(), s)
+	if err == nil {
+		checkWipe(t, sb)
+		t.Fatal("Prepare bound a file whose path names another file by now")
+	}
+	var se *Error
+	if !errors.As(err, &se) || se.Wipe == nil || !se.Wipe.Clean() || len(se.Wipe.Removed) == 0 {
+		t.Errorf("Prepare: %v; want an *Error carrying a clean wipe report of what it had made", err)
+	}
+	checkNothingLeft(t, m)
 }
 
 // rootOnlyDir is a 0700 directory like the daemon's blob store.
@@ -332,14 +368,20 @@ func TestKill(t *testing.T) {
 		if err := sb.Launch(); err != nil {
 			t.Fatal(err)
 		}
+		// ctx bounds the wait, not the cell: it runs on until killed.
 		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 		defer cancel()
-		exit, err := sb.Wait(ctx)
-		if !errors.Is(err, context.DeadlineExceeded) {
+		if _, err := sb.Wait(ctx); !errors.Is(err, context.DeadlineExceeded) {
 			t.Errorf("err: got %v, want DeadlineExceeded", err)
 		}
-		if exit.Signal != syscall.SIGKILL {
-			t.Errorf("got %v, want killed by SIGKILL", exit)
+		if err := unix.Kill(sb.Pid(), 0); err != nil {
+			t.Errorf("the cell is gone after a Wait that timed out: %v", err)
+		}
+		if err := sb.Kill(); err != nil {
+			t.Fatal(err)
+		}
+		if exit, err := sb.Wait(context.Background()); err != nil || exit.Signal != syscall.SIGKILL {
+			t.Errorf("after Kill: %v, %v; want killed by SIGKILL", exit, err)
 		}
 	})
 	t.Run("BeforeLaunch", func(t *testing.T) {
@@ -679,7 +721,47 @@ func TestInitHook(t *testing.T) {
 	if err == nil || !strings.Contains(stderr.String(), "test hook refused") {
 		t.Errorf("got %v (stderr %q), want a failed Prepare and the hook's message", err, stderr.String())
 	}
+	// The clean-up of what Prepare had made is checked and reported.
+	var se *Error
+	if !errors.As(err, &se) || se.Wipe == nil || !se.Wipe.Clean() || !slices.ContainsFunc(se.Wipe.Removed, func(r string) bool { return strings.HasPrefix(r, "rootfs ") }) {
+		t.Errorf("Prepare: %v; want an *Error with a clean wipe report", err)
+	}
 	checkNothingLeft(t, m)
+}
+
+// TestHostChecks: New refuses sandbox host ids that /etc/subuid or
+// /etc/subgid give to a user, and a core_pattern that sends core dumps to
+// a socket (which ignores the cells' RLIMIT_CORE).
+func TestHostChecks(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	defer func(f []string, c string) { subIDFiles, corePatternFile = f, c }(subIDFiles, corePatternFile)
+	tests := []struct {
+		name         string
+		subuid, core string
+		wantErr      string
+	}{
+		{"usual ranges", "alice:100000:65536\nbob:165536:65536\n", "core\n", ""},
+		{"pipe to a helper", "", "|/usr/lib/systemd/systemd-coredump %P %u\n", ""},
+		{"overlapping subuid", "# comment\nalice:100000:65536\nsys:1073000000:2000000\n", "core\n", "line 3 gives sys the host ids 1073000000-1074999999"},
+		{"socket", "", "@/run/systemd/coredump\n", "sends core dumps to a socket"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			subIDFiles = []string{write("subuid", tt.subuid)}
+			corePatternFile = write("core_pattern", tt.core)
+			_, err := checkHost(Config{IDBase: defaultIDBase, MaxSandboxes: defaultMax})
+			if tt.wantErr == "" && err != nil || tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)) {
+				t.Errorf("got %v, want %q", err, tt.wantErr)
+			}
+		})
+	}
 }
 
 func TestFeatures(t *testing.T) {
@@ -705,10 +787,7 @@ func TestSpecErrors(t *testing.T) {
 	if err := os.WriteFile(private, []byte("x"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	link := filepath.Join(dir, "link")
-	if err := os.Symlink(probePath, link); err != nil {
-		t.Fatal(err)
-	}
+	privateFile, dirFile := openFile(t, private), openFile(t, dir)
 	tests := []struct {
 		field string
 		edit  func(*Spec)
@@ -722,14 +801,13 @@ func TestSpecErrors(t *testing.T) {
 		{"Tmp", func(s *Spec) { s.Tmp = -1 }},
 		{"Entrypoint", func(s *Spec) { s.Entrypoint = "nope" }},
 		{"Files[0].Exec", func(s *Spec) { s.Files[0].Exec = false }},
-		{"Files[1].Path", func(s *Spec) { s.Files = append(s.Files, File{Path: "../x", Source: probePath}) }},
-		{"Files[1].Path", func(s *Spec) { s.Files = append(s.Files, File{Path: "/abs", Source: probePath}) }},
-		{"Files[1].Path", func(s *Spec) { s.Files = append(s.Files, File{Path: "probe", Source: probePath}) }},
-		{"Files", func(s *Spec) { s.Files = append(s.Files, File{Path: "probe/x", Source: probePath}) }},
-		{"Files[1].Source", func(s *Spec) { s.Files = append(s.Files, File{Path: "p", Source: private}) }},
-		{"Files[1].Source", func(s *Spec) { s.Files = append(s.Files, File{Path: "l", Source: link}) }},
-		{"Files[1].Source", func(s *Spec) { s.Files = append(s.Files, File{Path: "d", Source: dir}) }},
-		{"Files[1].Source", func(s *Spec) { s.Files = append(s.Files, File{Path: "r", Source: "rel"}) }},
+		{"Files[1].Path", func(s *Spec) { s.Files = append(s.Files, File{Path: "../x", Source: probeFile}) }},
+		{"Files[1].Path", func(s *Spec) { s.Files = append(s.Files, File{Path: "/abs", Source: probeFile}) }},
+		{"Files[1].Path", func(s *Spec) { s.Files = append(s.Files, File{Path: "probe", Source: probeFile}) }},
+		{"Files", func(s *Spec) { s.Files = append(s.Files, File{Path: "probe/x", Source: probeFile}) }},
+		{"Files[1].Source", func(s *Spec) { s.Files = append(s.Files, File{Path: "p", Source: privateFile}) }},
+		{"Files[1].Source", func(s *Spec) { s.Files = append(s.Files, File{Path: "d", Source: dirFile}) }},
+		{"Files[1].Source", func(s *Spec) { s.Files = append(s.Files, File{Path: "n"}) }},
 		{"Devices[0]", func(s *Spec) { s.Devices = []string{"sda"} }},
 		{"Devices[1]", func(s *Spec) { s.Devices = []string{"null", "null"} }},
 		{"Env[0]", func(s *Spec) { s.Env = []string{"NOEQUALS"} }},

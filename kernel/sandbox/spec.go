@@ -23,7 +23,8 @@ type Spec struct {
 	ID string
 
 	// Files are bind-mounted read-only, nosuid and nodev under /cell;
-	// all but the Exec ones are also noexec.
+	// all but the Exec ones are also noexec. Each is the very file the
+	// caller opened (and hashed), whatever its host path names by then.
 	Files []File
 	// Entrypoint is the Path of the file to run (one of Files, Exec).
 	Entrypoint string
@@ -49,8 +50,9 @@ type Spec struct {
 
 	// Seccomp is the cell's filter (from kernel/seccomp); required. It is
 	// applied by runc init just before it waits for Launch, so it must also
-	// allow what runc init does after it (openat, write, close,
-	// close_range, execve and the Go runtime's futex, sigaltstack...).
+	// allow what runc init does after it (kernel/seccomp's @tcc-launch:
+	// openat, openat2, statx, fstat, fstatfs, getdents64, fcntl, write,
+	// close, futex and execve).
 	Seccomp *configs.Seccomp
 
 	// Stdin, Stdout and Stderr are the cell's standard streams; nil means
@@ -66,9 +68,14 @@ type Spec struct {
 
 // File is a host file shown to the cell.
 type File struct {
-	Path   string // relative path under /cell, e.g. "bin/tool"
-	Source string // host path of a regular file, in a root-only directory
-	Exec   bool   // may be executed (only the entrypoint, usually)
+	Path string // relative path under /cell, e.g. "bin/tool"
+	// Source is an open regular file (read-only is enough), typically in
+	// a root-only directory. The sandbox binds this open file, not a
+	// path: replacing the host path after the caller opened and checked
+	// it changes nothing. The caller keeps and closes it; Prepare no
+	// longer needs it once it returns.
+	Source *os.File
+	Exec   bool // may be executed (only the entrypoint, usually)
 }
 
 // knownDevices are the only nodes a cell can ask for.
@@ -141,8 +148,8 @@ func (s *Spec) validate() error {
 			return specErr(field+".Path", "%q: listed twice", p)
 		}
 		seen[p] = true
-		if !path.IsAbs(f.Source) {
-			return specErr(field+".Source", "%q: give an absolute host path", f.Source)
+		if f.Source == nil {
+			return specErr(field+".Source", "nil: give an open file")
 		}
 		if p == s.Entrypoint {
 			if !f.Exec {
@@ -182,27 +189,34 @@ func (s *Spec) validate() error {
 
 // checkSources checks that every source is a regular file the cell's uid
 // can read (and run, for Exec files): the cell has no capabilities and its
-// uid owns nothing on the host, so only the "other" bits count.
-func (s *Spec) checkSources() error {
+// uid owns nothing on the host, so only the "other" bits count. It returns
+// each file's device and inode, which Prepare compares with what the
+// sandbox ends up showing.
+func (s *Spec) checkSources() ([]fileID, error) {
+	ids := make([]fileID, len(s.Files))
 	for i, f := range s.Files {
 		field := fmt.Sprintf("Files[%d].Source", i)
 		var st unix.Stat_t
-		if err := unix.Lstat(f.Source, &st); err != nil {
-			return specErr(field, "%s: %v", f.Source, err)
+		if err := unix.Fstat(int(f.Source.Fd()), &st); err != nil {
+			return nil, specErr(field, "%s: %v", f.Source.Name(), err)
 		}
 		if st.Mode&unix.S_IFMT != unix.S_IFREG {
-			return specErr(field, "%s: not a regular file (symlinks are not followed)", f.Source)
+			return nil, specErr(field, "%s: not a regular file", f.Source.Name())
 		}
 		if st.Mode&0o004 == 0 || f.Exec && st.Mode&0o001 == 0 {
 			want := "0444"
 			if f.Exec {
 				want = "0555"
 			}
-			return specErr(field, "%s: mode %#o: the cell cannot read it; make it %s (keep its directory root-only)", f.Source, st.Mode&0o7777, want)
+			return nil, specErr(field, "%s: mode %#o: the cell cannot read it; make it %s (keep its directory root-only)", f.Source.Name(), st.Mode&0o7777, want)
 		}
+		ids[i] = fileID{dev: st.Dev, ino: st.Ino}
 	}
-	return nil
+	return ids, nil
 }
+
+// fileID is a file's identity on the host.
+type fileID struct{ dev, ino uint64 }
 
 // ids is the host id range of one sandbox.
 type ids struct {
@@ -227,18 +241,10 @@ func (m *Manager) libcontainerConfig(s *Spec, x ids, rootfs string) *configs.Con
 	const (
 		roFlags = unix.MS_BIND | unix.MS_RDONLY | unix.MS_NOSUID | unix.MS_NODEV
 	)
+	// The /cell files are bound by makeRootfs, on the host side, from the
+	// caller's open files; libcontainer's recursive bind of the rootfs
+	// carries them into the sandbox.
 	var mounts []*configs.Mount
-	files := slices.Clone(s.Files)
-	slices.SortFunc(files, func(a, b File) int { return strings.Compare(a.Path, b.Path) })
-	for _, f := range files {
-		flags := roFlags | unix.MS_NOEXEC
-		if f.Exec {
-			flags = roFlags
-		}
-		mounts = append(mounts, &configs.Mount{
-			Source: f.Source, Destination: "/cell/" + f.Path, Device: "bind", Flags: flags,
-		})
-	}
 	if s.Tmp > 0 {
 		inodes := max(1024, s.Tmp/4096)
 		mounts = append(mounts, &configs.Mount{
@@ -336,7 +342,14 @@ func (m *Manager) libcontainerConfig(s *Spec, x ids, rootfs string) *configs.Con
 		},
 		Rlimits: []configs.Rlimit{
 			rl(unix.RLIMIT_NOFILE, nofile),
-			rl(unix.RLIMIT_CORE, 0),
+			// 1, not 0: a core_pattern that pipes to a helper ignores
+			// RLIMIT_CORE except for the value 1, which the kernel takes
+			// for a crash of the helper itself and dumps nothing
+			// (measured on 6.18, note 002). A file needs at least a page,
+			// so no core file is written either. The cell cannot lower it
+			// to 0: kernel/seccomp never lets prlimit64 or setrlimit
+			// change RLIMIT_CORE.
+			rl(unix.RLIMIT_CORE, 1),
 			rl(unix.RLIMIT_FSIZE, fsize),
 			rl(unix.RLIMIT_MEMLOCK, 0),
 			rl(unix.RLIMIT_MSGQUEUE, 0),

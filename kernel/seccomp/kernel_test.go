@@ -103,6 +103,7 @@ func TestFilterOnKernel(t *testing.T) {
 	base := manifest.Syscalls{}
 	process := manifest.Syscalls{Groups: []string{"@process"}}
 	network := manifest.Syscalls{Groups: []string{"@network-io"}}
+	ipc := manifest.Syscalls{Groups: []string{"@ipc"}}
 	const (
 		prSetName  = 15
 		fionread   = 0x541B
@@ -154,6 +155,33 @@ func TestFilterOnKernel(t *testing.T) {
 		{"socket sctp", network, false, true, sys(unix.SYS_SOCKET, unix.AF_INET, unix.SOCK_STREAM, unix.IPPROTO_SCTP), expect{killed: true}},
 		{"socket high bits", network, false, true, sys(unix.SYS_SOCKET, 1<<32|unix.AF_INET, unix.SOCK_STREAM), expect{killed: true}},
 		{"socketpair inet", network, false, true, sys(unix.SYS_SOCKETPAIR, unix.AF_INET, unix.SOCK_STREAM), expect{killed: true}},
+
+		// Descriptor flags yes, record locks no (they act on inodes that
+		// concurrent calls share), unless the contract names fcntl.
+		{"fcntl F_GETFD", base, false, true, sys(unix.SYS_FCNTL, 0, unix.F_GETFD), expect{ran: true}},
+		{"fcntl F_DUPFD_CLOEXEC", base, false, true, sys(unix.SYS_FCNTL, 0, unix.F_DUPFD_CLOEXEC, 10), expect{ran: true}},
+		{"fcntl F_SETLK", base, false, true, sys(unix.SYS_FCNTL, 0, unix.F_SETLK), expect{killed: true}},
+		{"fcntl F_OFD_SETLK", base, false, true, sys(unix.SYS_FCNTL, 0, unix.F_OFD_SETLK), expect{killed: true}},
+		{"fcntl F_GETFD with high bits", base, false, true, sys(unix.SYS_FCNTL, 0, 1<<32|unix.F_GETFD), expect{killed: true}},
+		{"fcntl F_SETLK as extra", manifest.Syscalls{Extra: []string{"fcntl"}}, false, true, sys(unix.SYS_FCNTL, 0, unix.F_GETLK), expect{ran: true}},
+
+		// Resource limits: never RLIMIT_CORE, whose value 1 keeps core
+		// dumps away from a |helper on the host.
+		{"prlimit64 read CORE", base, false, true, sys(unix.SYS_PRLIMIT64, 0, unix.RLIMIT_CORE, 0, 0), expect{ran: true}},
+		{"prlimit64 set NOFILE", base, false, true, sys(unix.SYS_PRLIMIT64, 0, unix.RLIMIT_NOFILE, 0, 0), expect{ran: true}},
+		{"prlimit64 set CORE", base, false, true, sys(unix.SYS_PRLIMIT64, 0, unix.RLIMIT_CORE, 8, 0), expect{killed: true}},
+		{"prlimit64 set STACK", base, false, true, sys(unix.SYS_PRLIMIT64, 0, unix.RLIMIT_STACK, 8, 0), expect{killed: true}},
+		{"prlimit64 of pid 1", base, false, true, sys(unix.SYS_PRLIMIT64, 1, unix.RLIMIT_NOFILE, 0, 0), expect{killed: true}},
+		{"prlimit64 as extra, set STACK", manifest.Syscalls{Extra: []string{"prlimit64"}}, false, true, sys(unix.SYS_PRLIMIT64, 0, unix.RLIMIT_STACK, 8, 0), expect{ran: true}},
+		{"prlimit64 as extra, set CORE", manifest.Syscalls{Extra: []string{"prlimit64"}}, false, true, sys(unix.SYS_PRLIMIT64, 0, unix.RLIMIT_CORE, 8, 0), expect{killed: true}},
+		{"prlimit64 as extra, set CORE with high bits", manifest.Syscalls{Extra: []string{"prlimit64"}}, false, true, sys(unix.SYS_PRLIMIT64, 0, 1<<32|unix.RLIMIT_CORE, 8, 0), expect{killed: true}},
+		{"setrlimit as extra, CORE", manifest.Syscalls{Extra: []string{"setrlimit"}}, false, true, sys(unix.SYS_SETRLIMIT, unix.RLIMIT_CORE, 8), expect{killed: true}},
+		{"setrlimit as extra, NOFILE", manifest.Syscalls{Extra: []string{"setrlimit"}}, false, true, sys(unix.SYS_SETRLIMIT, unix.RLIMIT_NOFILE, 8), expect{ran: true}},
+
+		// memfd only sealed against exec.
+		{"memfd_create plain", ipc, false, true, sys(unix.SYS_MEMFD_CREATE, 0, 0), expect{killed: true}},
+		{"memfd_create MFD_EXEC", ipc, false, true, sys(unix.SYS_MEMFD_CREATE, 0, unix.MFD_EXEC), expect{killed: true}},
+		{"memfd_create MFD_NOEXEC_SEAL", ipc, false, true, sys(unix.SYS_MEMFD_CREATE, 0, unix.MFD_NOEXEC_SEAL|unix.MFD_CLOEXEC), expect{ran: true}},
 
 		// Foreign ABIs. libcontainer's filter alone kills the thread; with
 		// the guard the process dies.

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -31,7 +32,8 @@ import (
 // configuration says so), with stdin and stdout pipes, several times for the
 // Go programs whose runtime is timing-dependent. It logs the syscalls each
 // configuration made (name and how many of its runs made it) and fails if
-// the base profile neither allows nor answers one of them.
+// the base profile neither allows nor answers one of them, arguments
+// included for the syscalls the base narrows (clone, fcntl, prlimit64).
 func TestMeasureBase(t *testing.T) {
 	testutil.RequireRoot(t)
 	strace, err := exec.LookPath("strace")
@@ -75,9 +77,17 @@ func TestMeasureBase(t *testing.T) {
 			name += " +proc"
 		}
 		seen := map[string]int{} // syscall -> runs that made it
+		checked := 0
 		for range c.runs {
-			for sc := range straceRun(t, strace, c.prog, c.env, c.proc, c.input) {
+			names, calls := straceRun(t, strace, c.prog, c.env, c.proc, c.input)
+			for sc := range names {
 				seen[sc]++
+			}
+			checked += len(calls)
+			for _, call := range calls {
+				if !base.permits(call.name, call.args) {
+					t.Errorf("%s: made %s(%#x), which the base neither allows nor answers", name, call.name, call.args)
+				}
 			}
 		}
 		var line []string
@@ -91,15 +101,69 @@ func TestMeasureBase(t *testing.T) {
 				t.Errorf("%s: made %s, which the base neither allows nor answers", name, sc)
 			}
 		}
-		t.Logf("%-28s %s", name+":", strings.Join(line, " "))
+		t.Logf("%-28s %s (arguments of %d clone/fcntl/prlimit64 calls checked)", name+":", strings.Join(line, " "), checked)
 	}
 }
 
 var straceCall = regexp.MustCompile(`^(\d+)\s+([a-z0-9_]+)\(`)
 
+// narrowed are the base's syscalls whose arguments the filter checks;
+// strace prints them raw so that the checks can be replayed.
+var narrowed = []string{"clone", "fcntl", "prlimit64"}
+
+// rawCall is one call of a narrowed syscall, as strace saw it.
+type rawCall struct {
+	name string
+	args []uint64
+}
+
+// permits reports whether a rule of the profile allows or answers the call.
+func (p *Profile) permits(name string, args []uint64) bool {
+	for _, r := range p.rules {
+		if r.Syscall != name {
+			continue
+		}
+		ok := true
+		for _, a := range r.Args {
+			if int(a.Index) >= len(args) || args[a.Index]&a.Mask != a.Value {
+				ok = false
+			}
+		}
+		if ok {
+			return true
+		}
+	}
+	return false
+}
+
+// parseRawCall parses the arguments of a raw strace line such as
+// "1234  fcntl(0, 0x1, 0) = 0" or "1234  clone(0x3d0f00, 0x7f... <unfinished ...>".
+func parseRawCall(line string) (rawCall, bool) {
+	m := straceCall.FindStringSubmatch(line)
+	if m == nil || !slices.Contains(narrowed, m[2]) {
+		return rawCall{}, false
+	}
+	rest := line[strings.Index(line, "(")+1:]
+	if i := strings.Index(rest, " <unfinished"); i >= 0 {
+		rest = rest[:i]
+	} else if i := strings.LastIndex(rest, ")"); i >= 0 {
+		rest = rest[:i]
+	}
+	c := rawCall{name: m[2]}
+	for _, f := range strings.Split(rest, ",") {
+		v, err := strconv.ParseUint(strings.TrimSpace(f), 0, 64)
+		if err != nil {
+			return rawCall{}, false
+		}
+		c.args = append(c.args, v)
+	}
+	return c, true
+}
+
 // straceRun runs one program under strace and returns the syscalls it made
-// after its execve returned (the child's own start-up is cut off).
-func straceRun(t *testing.T, strace, progName string, env []string, proc bool, input []byte) map[string]bool {
+// after its execve returned (the child's own start-up is cut off), and the
+// raw arguments of the narrowed ones.
+func straceRun(t *testing.T, strace, progName string, env []string, proc bool, input []byte) (map[string]bool, []rawCall) {
 	t.Helper()
 	progPath := "/" + progName
 	prog(t, progName)
@@ -108,7 +172,7 @@ func straceRun(t *testing.T, strace, progName string, env []string, proc bool, i
 		t.Fatal(err)
 	}
 	out := filepath.Join(t.TempDir(), "trace")
-	cmd := exec.Command(strace, "-f", "-qq", "-o", out, self, progPath)
+	cmd := exec.Command(strace, "-f", "-qq", "-e", "raw="+strings.Join(narrowed, ","), "-o", out, self, progPath)
 	cmd.Env = append([]string{envChild + "=none", envRoot + "=" + progDir}, env...)
 	if proc {
 		cmd.Env = append(cmd.Env, envProc+"=1")
@@ -143,10 +207,14 @@ func straceRun(t *testing.T, strace, progName string, env []string, proc bool, i
 		t.Fatalf("strace %s: no completed execve in the trace", progName)
 	}
 	seen := map[string]bool{}
+	var calls []rawCall
 	for _, l := range lines[start:] {
 		if m := straceCall.FindStringSubmatch(l); m != nil {
 			seen[m[2]] = true
 		}
+		if c, ok := parseRawCall(l); ok {
+			calls = append(calls, c)
+		}
 	}
-	return seen
+	return seen, calls
 }

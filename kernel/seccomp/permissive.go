@@ -26,8 +26,8 @@ import (
 // what it only probed for. grant adds syscalls to allow outright, e.g.
 // "ioctl" after an advice run was killed on an ioctl that is not a probe.
 func Permissive(grant ...string) (*Profile, error) {
-	if arch, err := libseccomp.GetNativeArch(); err != nil || arch != libseccomp.ArchAMD64 {
-		return nil, ErrNotSupported
+	if err := checkArch(); err != nil {
+		return nil, err
 	}
 	probed := map[string]bool{}
 	for _, r := range probes {
@@ -35,7 +35,7 @@ func Permissive(grant ...string) (*Profile, error) {
 	}
 	granted := map[string]bool{}
 	for i, name := range grant {
-		if !syscallName.MatchString(name) || !known(name) {
+		if !known(name) {
 			return nil, &RequestError{Field: fmt.Sprintf("grant[%d]", i), Err: fmt.Errorf("%w %q on x86_64", ErrUnknownSyscall, name)}
 		}
 		if reason, ok := seccompprofiles.Forbidden(name); ok {
@@ -52,11 +52,7 @@ func Permissive(grant ...string) (*Profile, error) {
 	for _, sc := range p.allowed {
 		p.rules = append(p.rules, allowRules(sc, true)...)
 	}
-	for _, r := range probes {
-		if !granted[r.Syscall] {
-			p.rules = append(p.rules, r)
-		}
-	}
+	p.addProbes(granted)
 	return p, nil
 }
 
@@ -127,7 +123,7 @@ func Advise(used []string) *Advice {
 				a.Forbidden = map[string]string{}
 			}
 			a.Forbidden[sc] = reason
-		case !syscallName.MatchString(sc) || !known(sc):
+		case !known(sc):
 			a.Unknown = append(a.Unknown, sc)
 		default:
 			need = append(need, sc)

@@ -3,6 +3,7 @@
 package seccomp
 
 import (
+	"slices"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -28,11 +29,42 @@ const nsFlags = unix.CLONE_NEWNS | unix.CLONE_NEWCGROUP | unix.CLONE_NEWUTS | un
 // sockTypeMask strips SOCK_NONBLOCK and SOCK_CLOEXEC from socket's type.
 const sockTypeMask = 0xf
 
+// fcntlBase are the fcntl commands the base grants: descriptor flags and
+// duplication, which Go, glibc, musl and runc's init use (measured, note
+// 001). Left out, among others: record locks (F_SETLK, F_OFD_SETLK,
+// F_GETLK) and leases, which act on the inode, and a cell's /cell files are
+// the same inodes in every concurrent call of the same code: a channel
+// between calls. A contract that names fcntl gets all of it.
+var fcntlBase = []uint64{unix.F_DUPFD, unix.F_GETFD, unix.F_SETFD, unix.F_GETFL, unix.F_SETFL, unix.F_DUPFD_CLOEXEC}
+
+// rlimitsBut lists every resource limit but skip.
+func rlimitsBut(skip uint64) []uint64 {
+	var out []uint64
+	for r := uint64(0); r <= unix.RLIMIT_RTTIME; r++ { // RLIMIT_RTTIME is the last (RLIM_NLIMITS 16)
+		if r != skip {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
 // allowRules returns the allow rules for a granted syscall. requested is
 // whether the manifest asked for it (through a group or as an extra) rather
 // than getting it from the base only. Every rule has at most one condition
-// per argument: libcontainer ORs conditions on the same argument.
+// per argument (see Profile.Config), and every condition is an equality on
+// the whole 64-bit argument or a mask of it: a "not equal" test would let
+// through a value whose upper 32 bits the kernel then drops (most of these
+// arguments are ints).
 func allowRules(name string, requested bool) []Rule {
+	// each returns one rule per value of argument idx, all with the
+	// conditions in also.
+	each := func(idx uint, values []uint64, also ...Arg) []Rule {
+		rules := make([]Rule, 0, len(values))
+		for _, v := range values {
+			rules = append(rules, Rule{Syscall: name, Action: ActAllow, Args: append(slices.Clone(also), Arg{Index: idx, Mask: all, Value: v})})
+		}
+		return rules
+	}
 	switch name {
 	case "clone":
 		// From the base only: threads (the runtimes' only use). Requested
@@ -80,11 +112,38 @@ func allowRules(name string, requested bool) []Rule {
 		}
 		return rules
 
+	case "fcntl":
+		if requested {
+			break
+		}
+		return each(arg1, fcntlBase)
+
 	case "prlimit64":
-		// Its own limits only (pid 0). glibc reads RLIMIT_STACK, Go raises
-		// its RLIMIT_NOFILE soft limit; raising a hard limit needs a
-		// capability the cell does not have.
-		return []Rule{{Syscall: name, Action: ActAllow, Args: []Arg{{Index: arg0, Mask: all, Value: 0}}}}
+		// Its own limits only (pid 0), reading any (new limit NULL): glibc
+		// and musl read RLIMIT_STACK, Go reads RLIMIT_NOFILE. Setting:
+		// from the base only RLIMIT_NOFILE (Go raises its soft limit);
+		// requested, any limit but RLIMIT_CORE, whose value 1 keeps core
+		// dumps from reaching a |helper on the host (kernel/sandbox).
+		// Raising a hard limit needs a capability the cell does not have.
+		pid0 := Arg{Index: arg0, Mask: all, Value: 0}
+		read := Rule{Syscall: name, Action: ActAllow, Args: []Arg{pid0, {Index: arg2, Mask: all, Value: 0}}}
+		set := []uint64{unix.RLIMIT_NOFILE}
+		if requested {
+			set = rlimitsBut(unix.RLIMIT_CORE)
+		}
+		return append([]Rule{read}, each(arg1, set, pid0)...)
+
+	case "setrlimit":
+		// Never RLIMIT_CORE (see prlimit64).
+		return each(arg0, rlimitsBut(unix.RLIMIT_CORE))
+
+	case "memfd_create":
+		// Only sealed against execution (MFD_NOEXEC_SEAL, Linux 6.3; older
+		// kernels answer EINVAL): a memfd a cell wrote could otherwise be
+		// exec'd (execveat, /proc/self/fd) and run code nobody signed.
+		return []Rule{{Syscall: name, Action: ActAllow, Args: []Arg{
+			{Index: arg1, Mask: unix.MFD_NOEXEC_SEAL | unix.MFD_EXEC, Value: unix.MFD_NOEXEC_SEAL},
+		}}}
 	}
 	return []Rule{{Syscall: name, Action: ActAllow}}
 }

@@ -5,7 +5,6 @@ package seccomp
 import (
 	"errors"
 	"fmt"
-	"regexp"
 	"slices"
 	"strings"
 	"syscall"
@@ -129,9 +128,10 @@ func (p *Profile) Config() *configs.Seccomp {
 			errno := uint(r.Errno)
 			s.Action, s.ErrnoRet = configs.Errno, &errno
 		}
-		// libcontainer ANDs conditions on different arguments but ORs
-		// conditions on the same one; a Rule never has two on one argument
-		// (see rules.go), so this is always an AND.
+		// libcontainer ANDs the conditions of one entry, unless two test
+		// the same argument: then it adds each condition as a rule of its
+		// own, ORed, the other arguments unchecked. A Rule never has two
+		// on one argument (rules.go), so this is always an AND.
 		for _, a := range r.Args {
 			arg := &configs.Arg{Index: a.Index, Value: a.Mask, ValueTwo: a.Value, Op: configs.MaskEqualTo}
 			if a.Mask == ^uint64(0) {
@@ -157,11 +157,9 @@ func Compile(s manifest.Syscalls) (*Profile, error) { return compile(s, false) }
 // lets through. Production code must never call it.
 func CompileUnsafeForTest(s manifest.Syscalls) (*Profile, error) { return compile(s, true) }
 
-var syscallName = regexp.MustCompile(`^[a-z_][a-z0-9_]*$`)
-
 func compile(s manifest.Syscalls, unsafe bool) (*Profile, error) {
-	if arch, err := libseccomp.GetNativeArch(); err != nil || arch != libseccomp.ArchAMD64 {
-		return nil, ErrNotSupported
+	if err := checkArch(); err != nil {
+		return nil, err
 	}
 
 	var errs []error
@@ -184,7 +182,7 @@ func compile(s manifest.Syscalls, unsafe bool) (*Profile, error) {
 	}
 	for i, name := range s.Extra {
 		field := fmt.Sprintf("syscalls.extra[%d]", i)
-		if !syscallName.MatchString(name) || !known(name) {
+		if !known(name) {
 			errs = append(errs, &RequestError{Field: field, Err: fmt.Errorf("%w %q on x86_64", ErrUnknownSyscall, name)})
 			continue
 		}
@@ -224,18 +222,36 @@ func compile(s manifest.Syscalls, unsafe bool) (*Profile, error) {
 		}
 		p.rules = append(p.rules, allowRules(sc, requested[sc])...)
 	}
+	p.addProbes(granted)
+	return p, nil
+}
+
+// checkArch refuses to build profiles anywhere but on native x86_64.
+func checkArch() error {
+	if arch, err := libseccomp.GetNativeArch(); err != nil || arch != libseccomp.ArchAMD64 {
+		return ErrNotSupported
+	}
+	return nil
+}
+
+// addProbes adds the errno answers of the probes the profile does not
+// grant.
+func (p *Profile) addProbes(granted map[string]bool) {
 	for _, r := range probes {
 		if !granted[r.Syscall] {
 			p.rules = append(p.rules, r)
 		}
 	}
-	return p, nil
 }
 
-// known reports whether libseccomp resolves name to a real x86_64 syscall.
-// Names of other architectures' syscalls (socketcall, vm86) resolve to
-// negative pseudo-numbers there and are not known.
+// known reports whether name is a syscall name that libseccomp resolves to
+// a real x86_64 syscall. Names of other architectures' syscalls
+// (socketcall, vm86) resolve to negative pseudo-numbers there and are not
+// known.
 func known(name string) bool {
+	if !seccompprofiles.ValidSyscallName(name) {
+		return false
+	}
 	nr, err := libseccomp.GetSyscallFromNameByArch(name, libseccomp.ArchAMD64)
 	return err == nil && nr >= 0
 }

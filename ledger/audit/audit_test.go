@@ -97,11 +97,15 @@ func TestVerifyExportStandalone(t *testing.T) {
 }
 
 // FuzzVerifyExport: the verifier never panics, and accepts nothing but
-// the export it was given unchanged.
+// the export it was given unchanged: every byte of an export is covered by
+// a signature or has exactly one accepted form.
 func FuzzVerifyExport(f *testing.F) {
 	data, vs := smallExport(f, 5)
 	f.Add(data)
 	f.Add(data[:len(data)/2])
+	// The trailer, the one line its own hash does not cover, re-encoded.
+	i := bytes.LastIndex(data[:len(data)-1], []byte("\n")) + 1
+	f.Add(append(bytes.Clone(data[:i]), bytes.Replace(data[i:], []byte(`{"kind":"end",`), []byte(`{ "KIND" : "end" ,`), 1)...))
 	f.Fuzz(func(t *testing.T, in []byte) {
 		_, err := VerifyExport(bytes.NewReader(in), "f.jsonl", vs)
 		if err == nil && !bytes.Equal(in, data) {

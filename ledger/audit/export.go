@@ -340,7 +340,7 @@ func (v *exportVerifier) header(line []byte) (fatal bool) {
 	if err != nil {
 		v.verr.add(1, nil, "checkpoint does not verify with the given key: %v", err)
 		// Go on with the unverified body to locate other problems.
-		if cp, err = checkpointOf(h.Checkpoint); err != nil {
+		if cp, err = UnverifiedCheckpoint([]byte(h.Checkpoint)); err != nil {
 			return true
 		}
 	}
@@ -397,10 +397,18 @@ func (v *exportVerifier) event(line []byte) {
 	}
 }
 
+// checkTrailer checks the last line. It is the one line the trailer's
+// hash does not cover, so it must be exactly what Writer.Close writes: the
+// canonical encoding, with one signature in canonical base64. Otherwise
+// the same export would have many encodings that all verify.
 func (v *exportVerifier) checkTrailer(line []byte) {
 	var t Trailer
 	if err := unmarshalStrict(line, &t); err != nil {
 		v.verr.add(v.n, nil, "trailer: %v", err)
+		return
+	}
+	if enc, err := marshal(&t); err != nil || !bytes.Equal(enc, line) || !oneSignature(t.Signature) {
+		v.verr.add(v.n, nil, "the trailer line is not in the form tccd writes (reformatted, or a signature added)")
 		return
 	}
 	n, err := note.Open([]byte(t.Signature), v.verifiers)
@@ -430,6 +438,22 @@ func (v *exportVerifier) checkTrailer(line []byte) {
 	case t.SHA256 != sum:
 		v.verr.add(v.n, nil, "the signed trailer does not match the lines above it (SHA-256 %s, file %s): a line was changed or lines were reordered", t.SHA256, sum)
 	}
+}
+
+// oneSignature reports whether a signed note carries exactly one
+// signature line whose base64 is canonical.
+func oneSignature(signed string) bool {
+	i := strings.LastIndex(signed, "\n\n")
+	if i < 0 {
+		return false
+	}
+	sig := signed[i+2:]
+	if strings.Count(sig, "\n") != 1 || !strings.HasSuffix(sig, "\n") {
+		return false
+	}
+	b64 := sig[strings.LastIndexByte(strings.TrimSuffix(sig, "\n"), ' ')+1 : len(sig)-1]
+	d, err := base64.StdEncoding.Strict().DecodeString(b64)
+	return err == nil && base64.StdEncoding.EncodeToString(d) == b64
 }
 
 func atoi(s string) int {

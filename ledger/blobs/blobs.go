@@ -43,8 +43,8 @@ type Options struct {
 	// Cap bounds the bytes kept; the oldest blobs are evicted beyond it.
 	// Zero or less keeps nothing.
 	Cap int64
-	// Retention is how long a blob is kept after it was last stored; zero
-	// or less keeps blobs until the cap evicts them.
+	// Retention is how long a blob is kept after it was last used (stored
+	// or read); zero or less keeps blobs until the cap evicts them.
 	Retention time.Duration
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
@@ -61,7 +61,7 @@ type Store struct {
 
 type entry struct {
 	size int64
-	at   time.Time // last stored
+	at   time.Time // last used: stored or read (the file's mtime on disk)
 }
 
 // Open opens (creating) the store and indexes what it holds. Files that are
@@ -123,7 +123,7 @@ func isHex(s string) bool {
 }
 
 // Put stores data for tenant and returns its digest (lower-case hex
-// SHA-256). Storing what is already there only refreshes its age.
+// SHA-256). Storing what is already there only refreshes its last use.
 func (s *Store) Put(tenant string, data []byte) (string, error) {
 	if s.opts.Cap <= 0 {
 		return "", ErrDisabled
@@ -137,19 +137,8 @@ func (s *Store) Put(tenant string, data []byte) (string, error) {
 	path := filepath.Join(s.opts.Dir, key)
 	now := s.opts.Now()
 
-	s.mu.Lock()
-	_, ok := s.index[key]
-	s.mu.Unlock()
-	if ok {
-		if err := os.Chtimes(path, now, now); err == nil {
-			s.mu.Lock()
-			if e, ok := s.index[key]; ok {
-				e.at = now
-				s.index[key] = e
-			}
-			s.mu.Unlock()
-			return digest, nil
-		}
+	if s.touch(key, now) {
+		return digest, nil
 	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return "", fmt.Errorf("put blob: %w", err)
@@ -204,17 +193,36 @@ func (s *Store) Get(tenant, digest string) ([]byte, error) {
 		return nil, fmt.Errorf("get blob sha256:%s: %w", digest, err)
 	}
 	if sum := sha256.Sum256(data); hex.EncodeToString(sum[:]) != digest {
+		s.mu.Lock()
 		s.remove([]string{key})
+		s.mu.Unlock()
 		return nil, fmt.Errorf("get blob sha256:%s: %w (the stored copy was damaged and is removed)", digest, ErrNotFound)
 	}
+	s.touch(key, s.opts.Now())
 	return data, nil
 }
 
-// Prune removes blobs older than the retention, then the oldest ones until
-// the total is at most 90% of the cap (so that eviction runs in bursts,
-// not on every Put). It returns what it removed.
+// touch records a use of the indexed blob key; false if it is not indexed
+// (or its file is gone). The index is updated first, under the lock Prune
+// holds, so a blob in use is never pruned as old.
+func (s *Store) touch(key string, now time.Time) bool {
+	s.mu.Lock()
+	e, ok := s.index[key]
+	if ok {
+		e.at = now
+		s.index[key] = e
+	}
+	s.mu.Unlock()
+	return ok && os.Chtimes(filepath.Join(s.opts.Dir, key), now, now) == nil
+}
+
+// Prune removes blobs unused for longer than the retention, then the
+// least recently used until the total is at most 90% of the cap (so that
+// eviction runs in bursts, not on every Put). It returns what it removed.
+// It holds the lock throughout, so what it removes is what it judged.
 func (s *Store) Prune() (removed int, freed int64, err error) {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	type kv struct {
 		key string
 		entry
@@ -224,7 +232,6 @@ func (s *Store) Prune() (removed int, freed int64, err error) {
 		all = append(all, kv{k, e})
 	}
 	total := s.total
-	s.mu.Unlock()
 
 	slices.SortFunc(all, func(a, b kv) int { return a.at.Compare(b.at) })
 	var victims []string
@@ -245,6 +252,7 @@ func (s *Store) Prune() (removed int, freed int64, err error) {
 	return len(victims), freed, s.remove(victims)
 }
 
+// remove deletes blobs and their index entries; s.mu is held.
 func (s *Store) remove(keys []string) error {
 	var errs []error
 	for _, k := range keys {
@@ -252,12 +260,10 @@ func (s *Store) remove(keys []string) error {
 			errs = append(errs, err)
 			continue
 		}
-		s.mu.Lock()
 		if e, ok := s.index[k]; ok {
 			s.total -= e.size
 			delete(s.index, k)
 		}
-		s.mu.Unlock()
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("prune blobs: %w", errors.Join(errs...))

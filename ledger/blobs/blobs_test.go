@@ -59,6 +59,23 @@ func TestStore(t *testing.T) {
 		t.Errorf("Usage = %d, %d; want 2, 80", n, total)
 	}
 
+	// A read is a use: a blob read within the retention stays.
+	c.t = c.t.Add(50 * time.Minute)
+	if _, err := s.Get("acme", a); err != nil {
+		t.Fatal(err)
+	}
+	c.t = c.t.Add(20 * time.Minute) // 70 minutes after a was stored, 20 after it was read
+	if _, _, err := s.Prune(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Get("acme", a); err != nil {
+		t.Errorf("a blob read 20 minutes ago, stored 70 ago: %v; want it kept (retention 1h after the last use)", err)
+	}
+	if _, err := s.Get("", cc); !errors.Is(err, ErrNotFound) {
+		t.Errorf("a blob unused for 70 minutes: %v; want it pruned", err)
+	}
+	cc = put("", strings.Repeat("c", 40))
+
 	// Damage is detected and the copy dropped.
 	os.WriteFile(filepath.Join(dir, "_", cc), []byte("x"), 0o600)
 	if _, err := s.Get("", cc); !errors.Is(err, ErrNotFound) {

@@ -28,16 +28,41 @@ func init() {
 }
 
 // fds looks at every open descriptor below 4096 (fcntl F_GETFD; fstat for
-// its kind; /proc/self/fd, when mounted, for what it points to). A leaked
-// directory descriptor is how runc's CVE-2024-21626 let a container walk
-// out to the host; a leaked socket, BPF map or file of the daemon would be
-// as bad. Pipes on 0-3 (stdin, stdout, stderr, progress) and the
-// runtime's epoll and eventfd are expected; anything else is "allowed".
+// its kind; F_GETFL for its access mode; /proc/self/fd, when mounted, for
+// what it points to). A leaked directory descriptor is how runc's
+// CVE-2024-21626 let a container walk out to the host; a leaked socket, BPF
+// map or file of the daemon would be as bad. Expected, and nothing else:
+//
+//   - 0 to 3 are four distinct anonymous pipes (pipefs, the device of a pipe
+//     the cell makes itself), 0 (stdin) read-only, 1, 2 and 3 (stdout,
+//     stderr, progress) write-only;
+//   - at most two anonymous inodes, the Go runtime's epoll and eventfd
+//     (named so in /proc, when mounted, one of each).
+//
+// Anything else, missing or extra, is "allowed".
 func fds(in Input) (Result, error) {
 	var r Result
 	haveProc := procSelfPID() != ""
+	var pipe [2]int
+	if err := syscall.Pipe2(pipe[:], syscall.O_CLOEXEC); err != nil {
+		return Result{}, fmt.Errorf("make a pipe to learn pipefs's device: %w", err)
+	}
+	var pst syscall.Stat_t
+	err := syscall.Fstat(pipe[0], &pst)
+	syscall.Close(pipe[0])
+	syscall.Close(pipe[1])
+	if err != nil {
+		return Result{}, err
+	}
+	stdio := map[int]int{0: syscall.O_RDONLY, 1: syscall.O_WRONLY, 2: syscall.O_WRONLY, 3: syscall.O_WRONLY}
+	pipeInodes := map[uint64]int{}
+	anon := map[string]int{}
 	for fd := 0; fd < 4096; fd++ {
-		if _, _, e := syscall.RawSyscall(syscall.SYS_FCNTL, uintptr(fd), syscall.F_GETFD, 0); e == syscall.EBADF {
+		flags, _, e := syscall.RawSyscall(syscall.SYS_FCNTL, uintptr(fd), syscall.F_GETFL, 0)
+		if e == syscall.EBADF {
+			if _, want := stdio[fd]; want {
+				r.Probes = append(r.Probes, Probe{Target: fmt.Sprintf("fd %d: missing", fd), Allowed: true, Note: "stdio or progress pipe missing"})
+			}
 			continue
 		}
 		var st syscall.Stat_t
@@ -49,16 +74,33 @@ func fds(in Input) (Result, error) {
 		if haveProc {
 			target, _ = os.Readlink(fmt.Sprintf("/proc/self/fd/%d", fd))
 		}
-		p := Probe{Target: fmt.Sprintf("fd %d: %s %s", fd, kind, target)}
+		p := Probe{Target: strings.TrimSpace(fmt.Sprintf("fd %d: %s %s", fd, kind, target))}
+		mode, isStdio := stdio[fd]
 		switch {
-		case fd <= 3 && kind == "fifo":
-			p.Note = "stdio or progress pipe"
-		case kind == "anon" && (target == "" || target == "anon_inode:[eventpoll]" || target == "anon_inode:[eventfd]"):
-			p.Note = "the Go runtime's poller"
+		case isStdio:
+			switch {
+			case kind != "fifo" || st.Dev != pst.Dev:
+				p.Allowed, p.Note = true, "not an anonymous pipe"
+			case int(flags)&syscall.O_ACCMODE != mode:
+				p.Allowed, p.Note = true, fmt.Sprintf("access mode %#x, want %#x", int(flags)&syscall.O_ACCMODE, mode)
+			case pipeInodes[st.Ino] > 0:
+				p.Allowed, p.Note = true, fmt.Sprintf("the same pipe as fd %d", pipeInodes[st.Ino]-1)
+			case haveProc && target != fmt.Sprintf("pipe:[%d]", st.Ino):
+				p.Allowed, p.Note = true, "not a pipe in /proc"
+			default:
+				p.Note = "stdio or progress pipe"
+			}
+			pipeInodes[st.Ino] = fd + 1
+		case kind == "anon" && (!haveProc || target == "anon_inode:[eventpoll]" || target == "anon_inode:[eventfd]"):
+			anon[target]++
+			if n := anon[target]; !haveProc && n > 2 || haveProc && n > 1 {
+				p.Allowed, p.Note = true, "more anonymous inodes than the Go runtime's epoll and eventfd"
+			} else {
+				p.Note = "the Go runtime's poller"
+			}
 		default:
 			p.Allowed, p.Note = true, "unexpected descriptor"
 		}
-		p.Target = strings.TrimSpace(p.Target)
 		r.Probes = append(r.Probes, p)
 	}
 	summarize(&r)

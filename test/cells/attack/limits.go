@@ -3,8 +3,10 @@ package attack
 import (
 	"fmt"
 	"os"
+	"strings"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"github.com/trustcells/tcc/cells/cellio"
 )
@@ -15,8 +17,14 @@ func init() {
 	register("busy-loop", "the wall-clock deadline stops a cell that never ends (and cpu quota throttles it)", busyLoop)
 	register("stdout-flood", "the output cap stops a cell that writes without end", stdoutFlood)
 	register("undeclared-syscall", "a syscall the manifest does not allow kills the cell (seccomp, SIGSYS)", undeclaredSyscall)
-	register("bad-output", "a result that is not one JSON object matching the output schema is refused (invalid-output)", badOutput)
+	register("bad-output", "a result that is not one JSON object matching the output schema is refused (invalid-output), nor one whose stdout passed the cap (output-too-large)", badOutput)
+	register("crash", "a cell that dies of a signal of its own is reported crashed, with no result", crash)
 }
+
+// paddedPad follows a valid result in bad-output's "padded" mode: more than
+// any hostile variant's limits.output, so stdout passes the cap, while what
+// fits under the cap is still one valid JSON object.
+const paddedPad = 2 << 20
 
 // badOutputs are what bad-output writes to stdout before it exits 0.
 var badOutputs = map[string]string{
@@ -28,11 +36,16 @@ var badOutputs = map[string]string{
 }
 
 // badOutput writes one of badOutputs (input.output) and exits 0 without the
-// usual report: the daemon, not the exit status, must notice.
+// usual report: the daemon, not the exit status, must notice. "padded" is a
+// valid report followed by more spaces than limits.output: cut at the cap,
+// stdout would still parse as a good result.
 func badOutput(in Input) (Result, error) {
 	out, ok := badOutputs[in.Output]
+	if in.Output == "padded" {
+		out, ok = `{"attack": "bad-output", "blocked": false, "errno": "", "detail": "padded past the cap", "count": 0}`+strings.Repeat(" ", paddedPad), true
+	}
 	if !ok {
-		return Result{}, fmt.Errorf("input.output %q is not one of text, array, mismatch, two, empty", in.Output)
+		return Result{}, fmt.Errorf("input.output %q is not one of text, array, mismatch, two, empty, padded", in.Output)
 	}
 	if _, err := os.Stdout.WriteString(out); err != nil {
 		return Result{}, err
@@ -187,3 +200,20 @@ func errnoOf(err error) syscall.Errno {
 	}
 	return syscall.EINVAL
 }
+
+// crash dies of a real SIGSEGV: it restores the default action (raw
+// rt_sigaction: the Go runtime would turn the fault into a panic and exit 2)
+// and writes through a nil pointer. A signal it sent itself would not do: as
+// PID 1 of its pid namespace the cell ignores every signal whose action is
+// the default, unless the kernel forces it, as it does for a fault.
+func crash(in Input) (Result, error) {
+	var act [4]uintptr // struct kernel_sigaction: handler (SIG_DFL = 0), flags, restorer, mask
+	if _, _, e := syscall.RawSyscall6(syscall.SYS_RT_SIGACTION, uintptr(syscall.SIGSEGV), uintptr(unsafe.Pointer(&act)), 0, 8, 0, 0); e != 0 {
+		return Result{}, e
+	}
+	*nowhere = 1
+	return Result{Detail: "survived a nil write"}, nil
+}
+
+// nowhere is nil: crash writes through it.
+var nowhere *int

@@ -11,6 +11,14 @@
 //	cellprobe sigsys      kill itself with SIGSYS (not a seccomp kill)
 //	cellprobe seccomp-thread  deny getppid to one thread with
 //	                      SECCOMP_RET_KILL_THREAD, call it there, exit 0
+//	cellprobe seccomp-order   the same on CPU 1 with getppid, then on CPU 0
+//	                      with getuid, exit 0
+//	cellprobe seccomp-ia32    deny other arches, then make an ia32 getpid
+//	                      (int 0x80, eax 20: writev on x86_64)
+//	cellprobe badwrite    write "abc" to stdout, then fail a write of 2^62 bytes
+//	cellprobe partial     write one page of random bytes to stdout by asking
+//	                      for 1 GiB from that page, followed by an unreadable one
+//	cellprobe writev-tail write 8 one-byte iovecs of 'A' and 8 of 4 KiB random
 package main
 
 import (
@@ -52,20 +60,7 @@ func main() {
 		b := make([]byte, n)
 		rand.Read(b)
 		q := n / 4
-		iovs := [][]byte{b[:q], b[q : 2*q], b[2*q : 3*q], b[3*q:]}
-		for len(iovs) > 0 {
-			w, err := unix.Writev(1, iovs)
-			if err != nil {
-				fail(err.Error())
-			}
-			for len(iovs) > 0 && w >= len(iovs[0]) {
-				w -= len(iovs[0])
-				iovs = iovs[1:]
-			}
-			if len(iovs) > 0 {
-				iovs[0] = iovs[0][w:]
-			}
-		}
+		writev([][]byte{b[:q], b[q : 2*q], b[2*q : 3*q], b[3*q:]})
 	case "repeat":
 		write(bytes.Repeat([]byte{'A'}, n))
 	case "forkexec":
@@ -95,10 +90,85 @@ func main() {
 			fail("getppid survived the seccomp filter")
 		}()
 		time.Sleep(200 * time.Millisecond)
+	case "seccomp-order":
+		// The first kill on the second CPU: per-CPU order would put the
+		// later one first. Each thread dies holding a P of the Go
+		// runtime: leave it enough to go on.
+		runtime.GOMAXPROCS(4)
+		for _, k := range []struct{ cpu, nr int }{{1, unix.SYS_GETPPID}, {0, unix.SYS_GETUID}} {
+			go func() {
+				runtime.LockOSThread()
+				var set unix.CPUSet
+				set.Set(k.cpu)
+				if err := unix.SchedSetaffinity(0, &set); err != nil {
+					fail("sched_setaffinity: " + err.Error())
+				}
+				deny(uint32(k.nr), unix.SECCOMP_RET_KILL_THREAD, 0)
+				syscall.RawSyscall(uintptr(k.nr), 0, 0, 0)
+				fail("the seccomp filter let the call through")
+			}()
+			time.Sleep(100 * time.Millisecond)
+		}
+	case "seccomp-ia32":
+		denyGetppid(unix.SECCOMP_RET_KILL_PROCESS, unix.SECCOMP_FILTER_FLAG_TSYNC)
+		int80(20)
+		fail("an ia32 syscall survived the seccomp filter")
+	case "badwrite":
+		b := []byte("abc")
+		write(b)
+		if _, _, e := syscall.RawSyscall(syscall.SYS_WRITE, 1, uintptr(unsafe.Pointer(&b[0])), 1<<62); e == 0 {
+			fail("a write of 2^62 bytes succeeded")
+		}
+	case "partial":
+		page := os.Getpagesize()
+		m, err := unix.Mmap(-1, 0, 2*page, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+		if err != nil {
+			fail(err.Error())
+		}
+		rand.Read(m[:page])
+		if err := unix.Mprotect(m[page:], unix.PROT_NONE); err != nil {
+			fail(err.Error())
+		}
+		// The pipe takes what it can copy: the page, then a fault.
+		n, _, e := syscall.RawSyscall(syscall.SYS_WRITE, 1, uintptr(unsafe.Pointer(&m[0])), 1<<30)
+		if e != 0 || int(n) != page {
+			fail(fmt.Sprintf("write from a page followed by a hole: %d bytes, %v; want %d", n, e, page))
+		}
+	case "writev-tail":
+		var iovs [][]byte
+		for range 8 {
+			iovs = append(iovs, []byte{'A'})
+		}
+		for range 8 {
+			b := make([]byte, 4096)
+			rand.Read(b)
+			iovs = append(iovs, b)
+		}
+		writev(iovs)
 	default:
 		fail("unknown mode " + os.Args[1])
 	}
 }
+
+// writev writes all of iovs to stdout.
+func writev(iovs [][]byte) {
+	for len(iovs) > 0 {
+		w, err := unix.Writev(1, iovs)
+		if err != nil {
+			fail(err.Error())
+		}
+		for len(iovs) > 0 && w >= len(iovs[0]) {
+			w -= len(iovs[0])
+			iovs = iovs[1:]
+		}
+		if len(iovs) > 0 {
+			iovs[0] = iovs[0][w:]
+		}
+	}
+}
+
+// int80 makes ia32 syscall nr (int 0x80); int80_amd64.s.
+func int80(nr uintptr) uintptr
 
 func write(b []byte) {
 	if _, err := os.Stdout.Write(b); err != nil {
@@ -107,8 +177,11 @@ func write(b []byte) {
 }
 
 // denyGetppid installs a filter that kills with action on getppid, on this
-// thread only unless flags has SECCOMP_FILTER_FLAG_TSYNC.
-func denyGetppid(action uint32, flags uintptr) {
+// thread only unless flags has SECCOMP_FILTER_FLAG_TSYNC. Every other
+// arch's syscall kills the process.
+func denyGetppid(action uint32, flags uintptr) { deny(unix.SYS_GETPPID, action, flags) }
+
+func deny(nr, action uint32, flags uintptr) {
 	runtime.LockOSThread()
 	const archOff, nrOff = 4, 0 // struct seccomp_data
 	filter := []unix.SockFilter{
@@ -116,7 +189,7 @@ func denyGetppid(action uint32, flags uintptr) {
 		{Code: unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K, Jt: 1, Jf: 0, K: unix.AUDIT_ARCH_X86_64},
 		{Code: unix.BPF_RET | unix.BPF_K, K: unix.SECCOMP_RET_KILL_PROCESS},
 		{Code: unix.BPF_LD | unix.BPF_W | unix.BPF_ABS, K: nrOff},
-		{Code: unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K, Jt: 0, Jf: 1, K: unix.SYS_GETPPID},
+		{Code: unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K, Jt: 0, Jf: 1, K: nr},
 		{Code: unix.BPF_RET | unix.BPF_K, K: action},
 		{Code: unix.BPF_RET | unix.BPF_K, K: unix.SECCOMP_RET_ALLOW},
 	}
