@@ -57,8 +57,10 @@ type Config struct {
 	// NoMonitor runs cells without the eBPF behaviour monitor (seccomp,
 	// namespaces and limits still hold); MonitorPairsPerCell caps the
 	// syscall pairs it records per cell (0: default). See monitorapi.go.
+	// MonitorIdleDetach: kernel.Config.MonitorIdleDetach.
 	NoMonitor           bool
 	MonitorPairsPerCell uint32
+	MonitorIdleDetach   time.Duration
 
 	// BlobCap bounds the bytes of call inputs and outputs kept for replay
 	// (0 keeps none); BlobRetention is how long one is kept after its last
@@ -172,6 +174,7 @@ func Run(ctx context.Context, cfg Config) error {
 		UnsafeTestProfiles:  cfg.UnsafeTestProfiles,
 		NoMonitor:           cfg.NoMonitor,
 		MonitorPairsPerCell: cfg.MonitorPairsPerCell,
+		MonitorIdleDetach:   cfg.MonitorIdleDetach,
 		Catalog:             catalog{d},
 		Trust:               func() note.Verifiers { return d.trust.Load().verifiers },
 		Logger:              d.log,

@@ -1,7 +1,10 @@
 // Package ebpf owns TCC's BPF programs: the C source (tcc.bpf.c), the
 // bpf2go-generated Go bindings and object (committed, so building needs no
 // clang; `make generate` rebuilds them), and the loader that attaches the
-// programs and manages one watched cell's map entries.
+// programs and manages one watched cell's map entries. The links can be
+// taken away and brought back ([Tracer.Detach], [Tracer.Attach]) while the
+// programs and maps stay loaded: detached, the programs cost the host's
+// syscalls nothing; when to detach is the caller's decision.
 //
 // The programs attach to tp_btf tracepoints (raw_syscalls/sys_enter and
 // sys_exit, sched_process_{fork,exec,exit}) and aggregate per cell in the

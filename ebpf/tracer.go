@@ -68,18 +68,19 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
-// Tracer is the loaded, attached set of programs and their maps.
+// Tracer is the loaded set of programs and their maps, and the links that
+// attach the programs while they are attached.
 type Tracer struct {
-	cfg   Config
-	ncpu  int
-	objs  objects
-	links []link.Link
-	rb    *ringbuf.Reader
+	cfg  Config
+	ncpu int
+	objs objects
+	rb   *ringbuf.Reader
 
 	mu     sync.Mutex
 	closed bool
-	free   []uint32 // FIFO, so a freed slot is reused last
-	dirty  []*Cell  // removed, but their wipe failed: retried by AddCell
+	links  []link.Link // nil while detached
+	free   []uint32    // FIFO, so a freed slot is reused last
+	dirty  []*Cell     // removed, but their wipe failed: retried by AddCell
 	cells  map[uint64]*Cell
 
 	afterWipe func(*Cell) // tests: runs between a wipe and its check
@@ -97,6 +98,9 @@ func (o *objects) Close() error {
 	return errors.Join(o.tccPrograms.Close(), o.tccMaps.Close())
 }
 
+// progOrder is the order in which the programs are attached.
+var progOrder = []string{tccProgTccSysEnter, tccProgTccSysExit, tccProgTccFork, tccProgTccExec, tccProgTccExit}
+
 // programs returns every program by name.
 func (t *Tracer) programs() map[string]*ebpf.Program {
 	return map[string]*ebpf.Program{
@@ -107,7 +111,9 @@ func (t *Tracer) programs() map[string]*ebpf.Program {
 
 var memlockOnce sync.Once
 
-// Load loads the programs and attaches them. Close detaches them.
+// Load loads the programs and attaches them: a Tracer that loads has
+// proved it can attach. Detach and Attach take the links away and back,
+// keeping the programs and maps; Close detaches and unloads everything.
 func Load(cfg Config) (*Tracer, error) {
 	cfg = cfg.withDefaults()
 	kspec, err := btf.LoadKernelSpec()
@@ -141,13 +147,9 @@ func Load(cfg Config) (*Tracer, error) {
 	if err := spec.LoadAndAssign(&t.objs, nil); err != nil {
 		return nil, classify("load BPF programs", err)
 	}
-	for _, p := range t.programs() {
-		l, err := link.AttachTracing(link.TracingOptions{Program: p, AttachType: ebpf.AttachTraceRawTp})
-		if err != nil {
-			t.Close()
-			return nil, classify("attach "+p.String(), err)
-		}
-		t.links = append(t.links, l)
+	if err := t.attach(); err != nil {
+		t.Close()
+		return nil, err
 	}
 	if t.rb, err = ringbuf.NewReader(t.objs.TccEvents); err != nil {
 		t.Close()
@@ -189,17 +191,79 @@ func classify(op string, err error) error {
 	return fmt.Errorf("%s: %w", op, err)
 }
 
-// Close detaches and unloads everything. Cells still open are abandoned:
-// their map entries go with the maps.
-func (t *Tracer) Close() error {
+// Attach attaches the programs to their tracepoints, unless they are
+// attached already. When it returns, every CPU runs them for every event
+// that follows (the kernel enables the tracepoints before the attach call
+// returns), so a cell added after Attach loses nothing. On error none is
+// attached.
+func (t *Tracer) Attach() error {
 	t.mu.Lock()
-	t.closed = true
-	t.mu.Unlock()
+	defer t.mu.Unlock()
+	if t.closed {
+		return ErrClosed
+	}
+	return t.attach()
+}
+
+func (t *Tracer) attach() error {
+	if t.links != nil {
+		return nil
+	}
+	links := make([]link.Link, 0, len(progOrder))
+	progs := t.programs()
+	for _, name := range progOrder {
+		l, err := link.AttachTracing(link.TracingOptions{Program: progs[name], AttachType: ebpf.AttachTraceRawTp})
+		if err != nil {
+			for _, l := range links {
+				_ = l.Close()
+			}
+			return classify("attach BPF program "+name, err)
+		}
+		links = append(links, l)
+	}
+	t.links = links
+	return nil
+}
+
+// Detach detaches the programs, which stay loaded with their maps, so that
+// the host's syscalls no longer run them. A cell watched while they are
+// detached counts nothing: call it only when no cell is watched.
+func (t *Tracer) Detach() error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		return ErrClosed
+	}
+	return t.detach()
+}
+
+// detach closes the links; they are gone even when closing one fails.
+func (t *Tracer) detach() error {
 	var errs []error
 	for _, l := range t.links {
 		errs = append(errs, l.Close())
 	}
 	t.links = nil
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("detach BPF programs: %w", err)
+	}
+	return nil
+}
+
+// Attached reports whether the programs are attached.
+func (t *Tracer) Attached() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.links != nil
+}
+
+// Close detaches and unloads everything. Cells still open are abandoned:
+// their map entries go with the maps.
+func (t *Tracer) Close() error {
+	t.mu.Lock()
+	t.closed = true
+	errs := []error{t.detach()}
+	t.mu.Unlock()
 	if t.rb != nil {
 		errs = append(errs, t.rb.Close())
 	}
@@ -217,8 +281,9 @@ type ObjectIDs struct {
 	Links    []link.ID
 }
 
-// IDs returns the IDs of the tracer's programs, maps and links, for
-// status reports and for checking that Close left none of them.
+// IDs returns the IDs of the tracer's programs, maps and links (none while
+// detached), for status reports and for checking that Close left none of
+// them.
 func (t *Tracer) IDs() (ObjectIDs, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()

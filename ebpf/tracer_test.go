@@ -2,7 +2,10 @@ package ebpf
 
 import (
 	"errors"
+	"slices"
 	"testing"
+
+	"github.com/cilium/ebpf/link"
 
 	"github.com/trustcells/tcc/internal/testutil"
 )
@@ -74,4 +77,79 @@ func TestResidueSlotReclaimed(t *testing.T) {
 	if left, err := tr.Residue(first); err != nil || len(left) != 0 {
 		t.Errorf("Residue(first) after the slot was reclaimed = %v, %v; want none", left, err)
 	}
+}
+
+// Detach takes the links away and Attach brings new ones, leaving the
+// programs and maps loaded; both are idempotent, and Close leaves no link.
+func TestAttachDetach(t *testing.T) {
+	tr := load(t, Config{MaxCells: 1, PairsPerCell: 16})
+	links := func(want int) []link.ID {
+		t.Helper()
+		ids, err := tr.IDs()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ids.Links) != want || tr.Attached() != (want > 0) {
+			t.Fatalf("links %v, attached %v; want %d links", ids.Links, tr.Attached(), want)
+		}
+		for _, id := range ids.Links {
+			if !linkListed(t, id) {
+				t.Errorf("link %d not listed by the kernel", id)
+			}
+		}
+		return ids.Links
+	}
+	gone := func(ids []link.ID) {
+		t.Helper()
+		for _, id := range ids {
+			if linkListed(t, id) {
+				t.Errorf("link %d still listed by the kernel", id)
+			}
+		}
+	}
+
+	first := links(5) // Load attaches
+	for range 2 {
+		if err := tr.Detach(); err != nil {
+			t.Fatalf("Detach: %v", err)
+		}
+		links(0)
+		gone(first)
+	}
+	if err := tr.Attach(); err != nil {
+		t.Fatalf("Attach: %v", err)
+	}
+	second := links(5)
+	if err := tr.Attach(); err != nil {
+		t.Fatalf("Attach again: %v", err)
+	}
+	if again := links(5); !slices.Equal(again, second) {
+		t.Errorf("Attach when attached replaced the links: %v, then %v", second, again)
+	}
+	if err := tr.Close(); err != nil {
+		t.Fatal(err)
+	}
+	gone(second)
+	if err := tr.Attach(); !errors.Is(err, ErrClosed) {
+		t.Errorf("Attach after Close: %v, want ErrClosed", err)
+	}
+	if err := tr.Detach(); !errors.Is(err, ErrClosed) {
+		t.Errorf("Detach after Close: %v, want ErrClosed", err)
+	}
+}
+
+// linkListed reports whether the kernel lists a link with this id.
+func linkListed(t *testing.T, id link.ID) bool {
+	t.Helper()
+	var it link.Iterator
+	defer it.Close()
+	for it.Next() {
+		if it.ID == id {
+			return true
+		}
+	}
+	if err := it.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return false
 }

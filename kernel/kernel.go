@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"runtime"
 	"sync"
+	"time"
 
 	"github.com/google/uuid"
 	"golang.org/x/mod/sumdb/note"
@@ -50,6 +51,9 @@ type Config struct {
 	// records per cell (0: its default, 2048). A cell past it has lost
 	// events and is halted; tests set it tiny to provoke that.
 	MonitorPairsPerCell uint32
+	// MonitorIdleDetach is how long the monitor's BPF programs stay
+	// attached once no cell runs (0: its default, 2 s; negative: always).
+	MonitorIdleDetach time.Duration
 
 	// UnsafeTestProfiles compiles every contract with
 	// seccomp.CompileUnsafeForTest: forbidden syscalls may be granted and
@@ -151,7 +155,7 @@ func New(ctx context.Context, cfg Config) (*Kernel, error) {
 	}
 	if cfg.NoMonitor {
 		k.monitorErr = errors.New("disabled by configuration")
-	} else if m, err := monitor.Open(monitor.Options{MaxCells: uint32(cfg.MaxSandboxes), PairsPerCell: cfg.MonitorPairsPerCell}); err != nil {
+	} else if m, err := monitor.Open(monitor.Options{MaxCells: uint32(cfg.MaxSandboxes), PairsPerCell: cfg.MonitorPairsPerCell, IdleDetach: cfg.MonitorIdleDetach}); err != nil {
 		k.monitorErr = err
 		k.log.Warn("behaviour monitor unavailable; cells still run with seccomp, namespaces and limits", "err", err)
 	} else {

@@ -29,6 +29,8 @@ import (
 //     from its "sandbox timing" log), prepare-ms, wipe-ms;
 //   - peers: e2e-ms (fork/exec of the tool to its exit).
 func BenchmarkColdLaunch(b *testing.B) {
+	medians := map[string]time.Duration{} // e2e medians by launcher
+	defer printLaunchRatios(medians)
 	input := []byte(`{"text":"abc"}`)
 	const want = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
 
@@ -58,8 +60,8 @@ func BenchmarkColdLaunch(b *testing.B) {
 		}
 		b.StopTimer()
 		prepare, wipe, total := sandboxTimings(b, e, traces)
-		report(b, "e2e-ms", e2e)
-		report(b, "sandbox-ms", total)
+		medians["tccd"] = report(b, "e2e-ms", e2e)
+		medians["tccd sandbox"] = report(b, "sandbox-ms", total)
 		report(b, "prepare-ms", prepare)
 		report(b, "wipe-ms", wipe)
 	})
@@ -103,7 +105,7 @@ func BenchmarkColdLaunch(b *testing.B) {
 				e2e = append(e2e, time.Since(start))
 			}
 			b.StopTimer()
-			report(b, "e2e-ms", e2e)
+			medians[name] = report(b, "e2e-ms", e2e)
 		})
 	}
 
@@ -215,10 +217,31 @@ func sandboxTimings(b *testing.B, e *Env, traces map[string]bool) (prepare, wipe
 	return prepare, wipe, total
 }
 
-// report adds the median of ds, in milliseconds, as a metric.
-func report(b *testing.B, unit string, ds []time.Duration) {
-	if len(ds) == 0 {
+// printLaunchRatios prints the medians side by side, with tccd's as a
+// multiple of each peer's, for the peers that ran.
+func printLaunchRatios(m map[string]time.Duration) {
+	t, ok := m["tccd"]
+	if !ok {
 		return
+	}
+	line := fmt.Sprintf("launch: tccd %.1f ms end to end (create→wiped %.1f ms)", ms(t), ms(m["tccd sandbox"]))
+	for _, p := range []string{"runc", "crun", "bwrap"} {
+		if d, ok := m[p]; ok && d > 0 {
+			line += fmt.Sprintf("; %s %.1f ms (tccd ×%.1f)", p, ms(d), float64(t)/float64(d))
+		} else {
+			line += "; " + p + " not installed"
+		}
+	}
+	fmt.Println(line)
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// report adds the median of ds, in milliseconds, as a metric, and returns
+// it.
+func report(b *testing.B, unit string, ds []time.Duration) time.Duration {
+	if len(ds) == 0 {
+		return 0
 	}
 	s := slices.Clone(ds)
 	slices.Sort(s)
@@ -226,7 +249,8 @@ func report(b *testing.B, unit string, ds []time.Duration) {
 	if len(s)%2 == 0 {
 		med = (s[len(s)/2-1] + s[len(s)/2]) / 2
 	}
-	b.ReportMetric(float64(med)/float64(time.Millisecond), unit)
+	b.ReportMetric(ms(med), unit)
+	return med
 }
 
 // cellBinary builds a cell's static binary (once per run, shared with

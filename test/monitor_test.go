@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"os"
 	"slices"
 	"strconv"
@@ -364,6 +365,23 @@ func TestMonitor(t *testing.T) {
 		}
 	})
 
+	t.Run("idle detach", func(t *testing.T) {
+		// The programs are attached only while cells run and for the idle
+		// detach after; a call after the detach attaches them again and
+		// counts exactly.
+		e.args = []string{"--monitor-idle-detach", "100ms"}
+		e.Start()
+		defer e.Stop()
+		for i, n := range []int{1000, 10} {
+			waitNoLinks(t, e)
+			o, m := monCall(t, e, "hostile-monitor", `{"attack":"getppid-n","n":`+strconv.Itoa(n)+`}`)
+			if o.Verdict != outcome.OK || m.count("getppid") != uint64(n+1) || m.Fingerprint.Lost {
+				t.Errorf("call %d after the idle detach: %s %s, monitor %s; want ok, %d getppid, nothing lost", i+1, o.Verdict, o.Message, o.Monitor, n+1)
+			}
+		}
+		waitNoLinks(t, e)
+	})
+
 	t.Run("no monitor", func(t *testing.T) {
 		e.args = []string{"--no-monitor"}
 		e.Start()
@@ -436,4 +454,30 @@ func monBurstRate(t *testing.T, e *Env) float64 {
 	// uname, getrusage, statfs: the count is of all three; two are counted
 	// in the halted run.
 	return float64(r.Count) * 2 / 3 / secs
+}
+
+// waitNoLinks waits until the daemon holds no BPF link: its monitor's idle
+// detach.
+func waitNoLinks(t *testing.T, e *Env) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		n := 0
+		fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", e.cmd.Process.Pid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, fd := range fds {
+			if target, _ := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", e.cmd.Process.Pid, fd.Name())); target == "anon_inode:bpf_link" {
+				n++
+			}
+		}
+		if n == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("tccd still holds %d BPF links 10 s after its last call", n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/trustcells/tcc/daemon"
 	"github.com/trustcells/tcc/daemon/api"
 	"github.com/trustcells/tcc/kernel"
+	"github.com/trustcells/tcc/kernel/monitor"
 )
 
 // unsafeTestEnv must be "1" for --unsafe-test-profiles to be accepted, so
@@ -116,6 +117,7 @@ kept); tokens of a tenant no longer in the tenants file are refused.`,
 	// Hidden, for tests: a tiny value makes the monitor lose events (and halt cells).
 	f.Uint32Var(&cfg.MonitorPairsPerCell, "monitor-pairs-per-cell", 0, "TESTS: distinct syscall pairs the monitor records per cell (default 2048); a cell past it is halted")
 	_ = f.MarkHidden("monitor-pairs-per-cell")
+	f.DurationVar(&cfg.MonitorIdleDetach, "monitor-idle-detach", monitor.DefaultIdleDetach, "detach the monitor's BPF programs after this long without a running cell, so idle host syscalls do not pay for them; the next call attaches them again (about 1 ms); negative keeps them attached")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&logFormat, "log-format", "text", "text or json")
 	// Hidden and never for production: see daemon.Config.UnsafeTestProfiles.

@@ -17,14 +17,21 @@ import (
 
 // BenchmarkSyscall measures what the programs add to a syscall: getppid
 // (and a 1 KiB write to /dev/null, which is sampled at its exit) with no
-// programs loaded, from a host process outside any watched cgroup, and
-// from a watched cell (this process, moved into a watched cgroup); then
-// again with BPF run time statistics enabled (+stats), where
-// enter-ns/run and exit-ns/run are the kernel's own run time of
-// tcc_sys_enter and tcc_sys_exit per run (BPF_STATS_RUN_TIME), over every
-// process of the machine while the benchmark ran; bpf-ns/op charges all
-// of both programs' run time to the benchmark's calls (an upper bound,
+// programs loaded (none), loaded but detached after the idle grace period
+// (idle), from a host process outside any watched cgroup while a cell is
+// watched (host), and from a watched cell (this process, moved into a
+// watched cgroup); then again with BPF run time statistics enabled
+// (+stats), where enter-ns/run and exit-ns/run are the kernel's own run
+// time of tcc_sys_enter and tcc_sys_exit per run (BPF_STATS_RUN_TIME), over
+// every process of the machine while the benchmark ran; bpf-ns/op charges
+// all of both programs' run time to the benchmark's calls (an upper bound,
 // close when the benchmark makes nearly all the syscalls).
+//
+// In between, what coming and going costs: attach and detach (the five
+// links), and a Watch that has to attach them (watch-first, after an idle
+// detach) against one that finds them attached (watch-warm). Their ns/op
+// is the operation alone; the set-up each iteration needs (a wait, a
+// Close) is left out of it.
 func BenchmarkSyscall(b *testing.B) {
 	null, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
 	if err != nil {
@@ -64,11 +71,18 @@ func BenchmarkSyscall(b *testing.B) {
 		call func()
 	}{{"getppid", getppid}, {"write1k", write}}
 	for _, c := range calls {
-		b.Run("detached/"+c.name, func(b *testing.B) { loop(b, c.call, nil) })
+		b.Run("none/"+c.name, func(b *testing.B) { loop(b, c.call, nil) })
 	}
 
-	m := openMonitor(b, Options{Start: StartAtWatch})
+	m := openMonitor(b, Options{Start: StartAtWatch, IdleDetach: 10 * time.Millisecond})
+	waitDetached(b, m)
+	for _, c := range calls {
+		b.Run("idle/"+c.name, func(b *testing.B) { loop(b, c.call, nil) })
+	}
+
 	cg := newCgroup(b)
+	comeAndGo(b, m, cg)
+
 	w := watch(b, m, cg, nil)
 	defer closeWatch(b, w)
 	// Run time statistics cost time of their own: measure with and without.
@@ -92,6 +106,60 @@ func BenchmarkSyscall(b *testing.B) {
 		}
 		restore()
 	}
+}
+
+// comeAndGo benchmarks attaching and detaching the programs, and a Watch
+// with and without the attach. No cell is watched when it is called.
+//
+// An attach within an RCU grace period of the last detach waits for the
+// grace period to end (the kernel's tracepoint_add_func, on a
+// tracepoint's 1→0→1 transition): ≈ 10 ms here. The idle detach comes
+// after seconds without a watch, so attach and watch-first wait settle
+// after their detach, as an idle Monitor has.
+func comeAndGo(b *testing.B, m *Monitor, cg *testCgroup) {
+	const settle = 50 * time.Millisecond
+	must := func(err error) {
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	var w *Watch
+	closeLast := func() {
+		if w != nil {
+			closeWatch(b, w)
+			w = nil
+		}
+	}
+	watchCg := func() { w = watch(b, m, cg, nil) }
+	b.Run("attach", func(b *testing.B) {
+		timedOp(b, func() { must(m.tr.Detach()); time.Sleep(settle) }, func() { must(m.tr.Attach()) })
+	})
+	b.Run("detach", func(b *testing.B) {
+		timedOp(b, func() { must(m.tr.Attach()) }, func() { must(m.tr.Detach()) })
+	})
+	b.Run("watch-first", func(b *testing.B) {
+		timedOp(b, func() { closeLast(); must(m.tr.Detach()); time.Sleep(settle) }, watchCg)
+	})
+	// Another cell keeps them attached.
+	keep := watch(b, m, newCgroup(b), nil)
+	b.Run("watch-warm", func(b *testing.B) { timedOp(b, closeLast, watchCg) })
+	closeLast()
+	closeWatch(b, keep)
+}
+
+// timedOp runs prepare and op b.N times and reports as ns/op the time of
+// op alone. (Stopping the timer around prepare instead would leave b.N to
+// be sized by op alone, and a long prepare would make the run last
+// minutes.)
+func timedOp(b *testing.B, prepare, op func()) {
+	var d time.Duration
+	for b.Loop() {
+		prepare()
+		t := time.Now()
+		op()
+		d += time.Since(t)
+	}
+	b.ReportMetric(float64(d.Nanoseconds())/float64(b.N), "ns/op")
 }
 
 // syscallStats returns the run statistics of the syscall programs.

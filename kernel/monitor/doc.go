@@ -21,6 +21,11 @@
 // probation runs ([Learn]) and, later, only from runs it already covers
 // ([Baseline.Refine]).
 //
+// The programs stay loaded for the Monitor's life but are attached only
+// while a cell is watched and for [Options.IdleDetach] after the last
+// Watch.Close, so that an idle host's syscalls do not run them; a Watch
+// attaches them again before it returns.
+//
 // It must never keep a cell's data after Watch.Close, pin BPF objects or
 // log; syscall names are x86_64 only.
 package monitor

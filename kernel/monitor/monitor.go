@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/trustcells/tcc/ebpf"
 )
@@ -53,6 +54,12 @@ const (
 // hold no more pairs than a cell may record: Watch refuses it otherwise.
 const DefaultPairsPerCell = 2048
 
+// DefaultIdleDetach is Options.IdleDetach when zero: calls that come less
+// than 2 s apart keep the programs attached, so a steady stream pays no
+// attach; a host left idle stops paying the programs' syscall overhead
+// 2 s after its last call. docs/notes/004-monitor.md has the figures.
+const DefaultIdleDetach = 2 * time.Second
+
 // Options configures a Monitor. The zero value is usable.
 type Options struct {
 	// MaxCells is how many cells can be watched at once (default 32).
@@ -64,31 +71,93 @@ type Options struct {
 	PairsPerCell uint32
 	// Start says when counting starts (default StartAtExec).
 	Start Start
+	// IdleDetach is how long the programs stay attached once no cell is
+	// watched (default DefaultIdleDetach); negative keeps them attached
+	// until Close. Detached, they cost the host's syscalls nothing; the
+	// next Watch attaches them again before it returns.
+	IdleDetach time.Duration
 }
 
-// Monitor owns the attached BPF programs.
+// Monitor owns the BPF programs. They stay loaded, with their maps, until
+// Close; they are attached while a cell is watched and for
+// Options.IdleDetach after the last Watch is closed.
 type Monitor struct {
 	opts Options
 	tr   *ebpf.Tracer
 
-	mu      sync.Mutex
-	closed  bool
-	watches map[uint64]*Watch
-	done    chan struct{}
+	// mu orders attaching (in Watch) and the idle detach: a Watch and a
+	// detach that race are one before the other, and a Watch returns with
+	// the programs attached.
+	mu        sync.Mutex
+	closed    bool
+	watches   map[uint64]*Watch
+	idle      *time.Timer // the pending idle detach, if any
+	idleGen   uint64      // bumped whenever a pending detach is called off
+	detachErr error       // of the idle detaches, for Close
+	done      chan struct{}
+
+	beforeDetach func() // tests: runs when the idle timer fires, without m.mu
 }
 
-// Open loads and attaches the BPF programs. Close detaches them.
+// Open loads and attaches the BPF programs; they are detached after
+// Options.IdleDetach unless a cell is watched by then. Close unloads them.
 func Open(opts Options) (*Monitor, error) {
 	if opts.PairsPerCell == 0 {
 		opts.PairsPerCell = DefaultPairsPerCell
+	}
+	if opts.IdleDetach == 0 {
+		opts.IdleDetach = DefaultIdleDetach
 	}
 	tr, err := ebpf.Load(ebpf.Config{MaxCells: opts.MaxCells, PairsPerCell: opts.PairsPerCell})
 	if err != nil {
 		return nil, fmt.Errorf("open monitor: %w", err)
 	}
 	m := &Monitor{opts: opts, tr: tr, watches: make(map[uint64]*Watch), done: make(chan struct{})}
+	m.mu.Lock()
+	m.armIdle()
+	m.mu.Unlock()
 	go m.readEvents()
 	return m, nil
+}
+
+// armIdle schedules the idle detach if no cell is watched. m.mu is held.
+func (m *Monitor) armIdle() {
+	if m.closed || len(m.watches) > 0 || m.opts.IdleDetach < 0 {
+		return
+	}
+	m.cancelIdle()
+	gen := m.idleGen
+	m.idle = time.AfterFunc(m.opts.IdleDetach, func() { m.detachIdle(gen) })
+}
+
+// cancelIdle calls off the pending idle detach. A timer that has already
+// fired may be waiting for m.mu: the new generation tells it it is stale.
+// m.mu is held.
+func (m *Monitor) cancelIdle() {
+	m.idleGen++
+	if m.idle != nil {
+		m.idle.Stop()
+		m.idle = nil
+	}
+}
+
+// detachIdle detaches the programs, unless a Watch came (or a newer
+// detach was scheduled) since the timer of generation gen was armed.
+func (m *Monitor) detachIdle(gen uint64) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if hook := m.beforeDetach; hook != nil {
+		m.mu.Unlock()
+		hook()
+		m.mu.Lock()
+	}
+	if m.closed || gen != m.idleGen || len(m.watches) > 0 {
+		return
+	}
+	m.idle = nil
+	if err := m.tr.Detach(); err != nil {
+		m.detachErr = errors.Join(m.detachErr, err)
+	}
 }
 
 // readEvents forwards kernel notifications to the watches they concern.
@@ -114,7 +183,8 @@ func (m *Monitor) readEvents() {
 }
 
 // Close closes the watches still open (without their final counters) and
-// detaches and unloads the programs.
+// detaches and unloads the programs. It returns the errors of the idle
+// detaches too.
 func (m *Monitor) Close() error {
 	m.mu.Lock()
 	if m.closed {
@@ -122,12 +192,13 @@ func (m *Monitor) Close() error {
 		return nil
 	}
 	m.closed = true
+	m.cancelIdle()
 	ws := make([]*Watch, 0, len(m.watches))
 	for _, w := range m.watches {
 		ws = append(ws, w)
 	}
+	errs := []error{m.detachErr}
 	m.mu.Unlock()
-	var errs []error
 	for _, w := range ws {
 		if _, err := w.Close(); err != nil {
 			errs = append(errs, err)
@@ -159,11 +230,35 @@ type Watch struct {
 //
 // Call it after the sandbox is started and before the cell binary is
 // exec'd: with StartAtExec, a Watch made after the exec counts nothing.
+// The programs are attached when it returns (the first Watch after an idle
+// detach attaches them), so no event of the cell after that is missed.
 func (m *Monitor) Watch(cgroupID uint64, baseline *Baseline) (*Watch, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	return m.addWatch(cgroupID, baseline)
+}
+
+// addWatch is Watch with m.mu held.
+func (m *Monitor) addWatch(cgroupID uint64, baseline *Baseline) (*Watch, error) {
 	if m.closed {
 		return nil, ErrClosed
+	}
+	// From here on the programs stay attached: the idle detach is called
+	// off first, then they are attached if it already happened. A Watch
+	// that fails leaves them to a new idle detach.
+	m.cancelIdle()
+	w, err := m.watch(cgroupID, baseline)
+	if err != nil {
+		m.armIdle()
+		return nil, err
+	}
+	m.watches[cgroupID] = w
+	return w, nil
+}
+
+func (m *Monitor) watch(cgroupID uint64, baseline *Baseline) (*Watch, error) {
+	if err := m.tr.Attach(); err != nil {
+		return nil, fmt.Errorf("watch cgroup %d: %w", cgroupID, err)
 	}
 	opts := ebpf.CellOptions{ArmAtExec: m.opts.Start == StartAtExec}
 	if baseline != nil {
@@ -180,9 +275,7 @@ func (m *Monitor) Watch(cgroupID uint64, baseline *Baseline) (*Watch, error) {
 	if err != nil {
 		return nil, err
 	}
-	w := &Watch{m: m, cell: cell, id: cgroupID, missed0: missed, notify: make(chan struct{}, 1)}
-	m.watches[cgroupID] = w
-	return w, nil
+	return &Watch{m: m, cell: cell, id: cgroupID, missed0: missed, notify: make(chan struct{}, 1)}, nil
 }
 
 // CgroupID returns the watched cgroup's id.
@@ -293,7 +386,12 @@ func (w *Watch) Close() (Counters, error) {
 	}
 	err = errors.Join(err, w.cell.Remove())
 	w.m.mu.Lock()
-	delete(w.m.watches, w.id)
+	// Once the cell is removed, a new Watch of the same cgroup may have
+	// taken its place: that one stays, and keeps the programs attached.
+	if w.m.watches[w.id] == w {
+		delete(w.m.watches, w.id)
+	}
+	w.m.armIdle()
 	w.m.mu.Unlock()
 	if err != nil {
 		err = fmt.Errorf("close watch of cgroup %d: %w", w.id, err)

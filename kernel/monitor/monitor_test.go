@@ -2,11 +2,13 @@ package monitor
 
 import (
 	"errors"
+	"math/rand/v2"
 	"os"
 	"runtime"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -278,6 +280,8 @@ func TestCloseWipes(t *testing.T) {
 
 func TestNoBPFObjectsLeft(t *testing.T) {
 	m := openMonitor(t, Options{})
+	cg := newCgroup(t)
+	w := watch(t, m, cg, nil)
 	ids, err := m.tr.IDs()
 	if err != nil {
 		t.Fatal(err)
@@ -287,11 +291,9 @@ func TestNoBPFObjectsLeft(t *testing.T) {
 	}
 	for _, id := range ids.Links {
 		if !linkExists(t, id) {
-			t.Errorf("link %d not listed by the kernel while open", id)
+			t.Errorf("link %d not listed by the kernel while a cell is watched", id)
 		}
 	}
-	cg := newCgroup(t)
-	w := watch(t, m, cg, nil)
 	cg.run(t, "exit")
 	// w is left open: Monitor.Close must clean it up.
 	if err := m.Close(); err != nil {
@@ -345,4 +347,222 @@ func linkExists(t testing.TB, id link.ID) bool {
 		t.Fatal(err)
 	}
 	return false
+}
+
+// TestIdleDetach checks that the programs are attached only while a cell
+// is watched and for IdleDetach after: the host's syscalls stop running
+// them, and a Watch attaches them again, before it returns, whether it
+// comes after the detach or races with it.
+func TestIdleDetach(t *testing.T) {
+	const grace = 50 * time.Millisecond
+	m := openMonitor(t, Options{IdleDetach: grace})
+	cg := newCgroup(t)
+
+	w := watch(t, m, cg, nil)
+	ids, err := m.tr.IDs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ids.Links) != 5 {
+		t.Fatalf("links while watched: %v, want 5", ids.Links)
+	}
+	if runs := hostRuns(t, m, 1000); runs < 1000 {
+		t.Errorf("tcc_sys_enter ran %d times for 1000 host getppid while a cell is watched, want at least 1000", runs)
+	}
+	time.Sleep(3 * grace)
+	if !m.tr.Attached() {
+		t.Fatalf("detached while a cell is watched")
+	}
+	closeWatch(t, w)
+
+	waitDetached(t, m)
+	for _, id := range ids.Links {
+		if linkExists(t, id) {
+			t.Errorf("link %d still listed by the kernel after the idle detach", id)
+		}
+	}
+	if runs := hostRuns(t, m, 1000); runs != 0 {
+		t.Errorf("tcc_sys_enter ran %d times for 1000 host getppid after the idle detach, want 0", runs)
+	}
+
+	// A Watch made when the idle timer fires, before it detaches: the hook
+	// runs at the timer that getppid1000's Close arms (none is pending
+	// now: the last one detached).
+	raced := make(chan error, 1)
+	var wr *Watch
+	m.mu.Lock()
+	m.beforeDetach = func() {
+		m.mu.Lock()
+		m.beforeDetach = nil
+		m.mu.Unlock()
+		var err error
+		wr, err = m.Watch(cg.id, nil)
+		raced <- err
+	}
+	m.mu.Unlock()
+
+	// A Watch after the detach attaches again and misses nothing.
+	getppid1000(t, m, cg, "after the detach")
+
+	select {
+	case err := <-raced:
+		if err != nil {
+			t.Fatalf("Watch racing the idle detach: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the idle timer did not fire within 10 s of the last Close")
+	}
+	time.Sleep(3 * grace) // the detach it raced has had every chance
+	if !m.tr.Attached() {
+		t.Fatalf("a Watch that raced the idle detach returned, and the programs are detached")
+	}
+	cg.run(t, "getppid", "1000")
+	if c := closeWatch(t, wr); c.Syscalls[nrGetppid] != 1000 || c.Lost() {
+		t.Errorf("Watch racing the idle detach: counted %d getppid (lost %v), want 1000", c.Syscalls[nrGetppid], c.Lost())
+	}
+	waitDetached(t, m)
+
+	// A Watch that fails leaves the programs to the idle detach.
+	big := &Baseline{Pairs: make([][2]uint32, DefaultPairsPerCell+1)}
+	if _, err := m.Watch(cg.id, big); err == nil {
+		t.Fatal("Watch with a baseline over the pair budget succeeded")
+	}
+	waitDetached(t, m)
+}
+
+// TestIdleDetachRace watches cells from two goroutines with an idle
+// detach that fires soon after neither is watched, pausing between
+// watches for about as long as a run takes: every Watch must count its
+// cell exactly, whether the programs were attached, detached, or being
+// detached when it came.
+func TestIdleDetachRace(t *testing.T) {
+	const grace = time.Millisecond
+	m := openMonitor(t, Options{IdleDetach: grace})
+	var mu sync.Mutex
+	links := map[link.ID]bool{}
+	for i := range 2 {
+		t.Run(strconv.Itoa(i), func(t *testing.T) {
+			t.Parallel()
+			cg := newCgroup(t)
+			for range 10 {
+				w := watch(t, m, cg, nil)
+				ids, err := m.tr.IDs()
+				if err != nil || len(ids.Links) != 5 {
+					t.Fatalf("links when Watch returned: %v, %v; want 5", ids.Links, err)
+				}
+				mu.Lock()
+				links[ids.Links[0]] = true
+				mu.Unlock()
+				cg.run(t, "getppid", "100")
+				if c := closeWatch(t, w); c.Syscalls[nrGetppid] != 100 || c.Execs != 1 || c.Lost() {
+					t.Fatalf("counted %d getppid, %d execs (lost %v), want 100 and 1", c.Syscalls[nrGetppid], c.Execs, c.Lost())
+				}
+				time.Sleep(rand.N(20 * grace))
+			}
+		})
+	}
+	t.Cleanup(func() { t.Logf("20 watches attached the programs %d times", len(links)) })
+}
+
+// getppid1000 watches cg while it makes 1000 getppid and checks the
+// counts are exact.
+func getppid1000(t *testing.T, m *Monitor, cg *testCgroup, when string) {
+	t.Helper()
+	getppid1000Watched(t, m, cg, watch(t, m, cg, nil), when)
+}
+
+// getppid1000Watched is getppid1000 with cg watched by w.
+func getppid1000Watched(t *testing.T, m *Monitor, cg *testCgroup, w *Watch, when string) {
+	t.Helper()
+	if !m.tr.Attached() {
+		t.Fatalf("%s: Watch returned with the programs detached", when)
+	}
+	cg.run(t, "getppid", "1000")
+	c := closeWatch(t, w)
+	if c.Syscalls[nrGetppid] != 1000 || c.Pairs[[2]uint32{nrGetppid, nrGetppid}] != 999 || c.Execs != 1 || c.Exits != 1 || c.Lost() {
+		t.Errorf("%s: getppid %d, getppid→getppid %d, execs %d, exits %d, lost %v; want 1000, 999, 1, 1, false",
+			when, c.Syscalls[nrGetppid], c.Pairs[[2]uint32{nrGetppid, nrGetppid}], c.Execs, c.Exits, c.Lost())
+	}
+}
+
+// waitDetached waits for the idle detach.
+func waitDetached(t testing.TB, m *Monitor) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for m.tr.Attached() {
+		if time.Now().After(deadline) {
+			t.Fatalf("programs still attached 10 s after the last watch closed (idle detach %v)", m.opts.IdleDetach)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// hostRuns counts the runs of tcc_sys_enter, on any CPU, while this
+// process (in no watched cell) makes n getppid, with BPF run statistics
+// enabled meanwhile.
+func hostRuns(t *testing.T, m *Monitor, n int) uint64 {
+	t.Helper()
+	st, err := ebpf.EnableStats(unix.BPF_STATS_RUN_TIME)
+	if err != nil {
+		t.Fatalf("enable BPF stats: %v", err)
+	}
+	defer st.Close()
+	runs := func() uint64 {
+		s, err := m.tr.ProgramStats()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s["tcc_sys_enter"].RunCount
+	}
+	before := runs()
+	for range n {
+		syscall.RawSyscall(syscall.SYS_GETPPID, 0, 0, 0)
+	}
+	return runs() - before
+}
+
+// TestWatchAgainWhileClosing watches a cgroup again while its last watch
+// is closing, between the removal of its cell and the end of its Close:
+// the old watch must not take the new one with it (which would also let
+// the idle detach leave the new watch blind).
+func TestWatchAgainWhileClosing(t *testing.T) {
+	const grace = 10 * time.Millisecond
+	m := openMonitor(t, Options{IdleDetach: grace})
+	cg := newCgroup(t)
+	old := watch(t, m, cg, nil)
+
+	// Hold m.mu so that old's Close stops just before taking it, and
+	// watch again (as Watch does, with m.mu held) once its cell is gone.
+	m.mu.Lock()
+	closed := make(chan error, 1)
+	go func() {
+		_, err := old.Close()
+		closed <- err
+	}()
+	var w *Watch
+	for w == nil {
+		var err error
+		w, err = m.addWatch(cg.id, nil)
+		if errors.Is(err, ErrWatched) {
+			time.Sleep(time.Millisecond)
+			continue
+		}
+		if err != nil {
+			m.mu.Unlock()
+			t.Fatalf("Watch while the last watch closes: %v", err)
+		}
+	}
+	m.mu.Unlock()
+	if err := <-closed; err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+
+	m.mu.Lock()
+	got := m.watches[cg.id]
+	m.mu.Unlock()
+	if got != w {
+		t.Fatalf("the closed watch took the new watch of its cgroup out of the monitor")
+	}
+	time.Sleep(5 * grace)
+	getppid1000Watched(t, m, cg, w, "watched again while the last watch closed")
 }
