@@ -2,8 +2,6 @@ package api
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -178,29 +176,9 @@ func (c *Client) raw(ctx context.Context, path string) ([]byte, error) {
 
 // stream sends a GET and returns the body of a 2xx answer unread.
 func (c *Client) stream(ctx context.Context, path string) (io.ReadCloser, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, BaseURL+path, nil)
+	resp, err := c.Send(ctx, http.MethodGet, path, nil, "")
 	if err != nil {
 		return nil, err
-	}
-	if c.Token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.Token)
-	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		var uerr *url.Error
-		if errors.As(err, &uerr) && ctx.Err() == nil {
-			return nil, fmt.Errorf("%w on %s: %v (is tccd running? set --socket or TCC_SOCKET)", ErrUnreachable, c.Socket, uerr.Err)
-		}
-		return nil, err
-	}
-	if resp.StatusCode/100 != 2 {
-		defer resp.Body.Close()
-		data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-		var e Error
-		if json.Unmarshal(data, &e) == nil && e.Message != "" {
-			return nil, &e
-		}
-		return nil, &Error{Code: CodeInternal, Message: fmt.Sprintf("tccd answered %s: %s", resp.Status, strings.TrimSpace(string(data)))}
 	}
 	return resp.Body, nil
 }
