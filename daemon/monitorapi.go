@@ -534,7 +534,7 @@ func (d *Daemon) profile(w http.ResponseWriter, r *http.Request, c caller) error
 		Monitor:         api.Feature{Available: avail, Reason: why},
 		Policy:          string(m.Monitor.Policy),
 		Threshold:       m.Monitor.Threshold,
-		DeclaredEntropy: (*api.Band)(m.Monitor.Entropy),
+		DeclaredEntropy: m.Monitor.Entropy,
 		Syscalls:        []api.ProfileSyscall{},
 	}
 	var base *monitor.Baseline
@@ -552,7 +552,7 @@ func (d *Daemon) profile(w http.ResponseWriter, r *http.Request, c caller) error
 		if p.Baseline, err = json.Marshal(b); err != nil {
 			return err
 		}
-		p.Learned, p.Runs, p.DistinctPairs, p.Entropy, p.Max = true, b.Runs, len(b.Pairs), (*api.Band)(b.Entropy), (*api.Resources)(&b.Max)
+		p.Learned, p.Runs, p.DistinctPairs, p.Entropy, p.Max = true, b.Runs, len(b.Pairs), b.Entropy, (*api.Resources)(&b.Max)
 		for nr, n := range b.Syscalls {
 			p.Syscalls = append(p.Syscalls, api.ProfileSyscall{Name: monitor.SyscallName(nr), Nr: nr, Total: n, PerRun: float64(n) / float64(max(b.Runs, 1))})
 		}

@@ -450,9 +450,7 @@ func (r *running) afterExit(final monitor.Counters, err error) {
 // declares (the entropy band), which holds even without a baseline.
 func (r *running) score(c monitor.Counters) monitor.Deviation {
 	x := monitor.Expect{Runtime: runtimeSyscalls()}
-	if e := r.cell.Manifest.Monitor.Entropy; e != nil {
-		x.Entropy = &monitor.Band{Min: e.Min, Max: e.Max}
-	}
+	x.Entropy = r.cell.Manifest.Monitor.Entropy
 	return monitor.ScoreWith(c, r.base, x)
 }
 

@@ -3,6 +3,7 @@ package api
 import (
 	"encoding/json"
 
+	"github.com/trustcells/tcc/cells/manifest"
 	"github.com/trustcells/tcc/kernel/outcome"
 )
 
@@ -39,10 +40,7 @@ type ProfileSyscall struct {
 }
 
 // Band is a range of output entropy, in bits per byte.
-type Band struct {
-	Min float64 `json:"min"`
-	Max float64 `json:"max"`
-}
+type Band = manifest.Band
 
 // Resources are the per-run quantities a baseline bounds.
 type Resources struct {

@@ -9,6 +9,7 @@ import (
 	"maps"
 	"slices"
 
+	"github.com/trustcells/tcc/cells/manifest"
 	"github.com/trustcells/tcc/ebpf"
 )
 
@@ -36,11 +37,9 @@ type Baseline struct {
 	Max Resources `json:"max"`
 }
 
-// Band is a closed interval.
-type Band struct {
-	Min float64 `json:"min"`
-	Max float64 `json:"max"`
-}
+// Band is a closed interval of entropy, in bits per byte: the contract's
+// own type, so a declared band and a learnt one are the same thing.
+type Band = manifest.Band
 
 // Resources are the per-run quantities a baseline bounds.
 type Resources struct {
